@@ -1,0 +1,1 @@
+"""Built-in attacks plugins; each module registers through an entry point in pyproject.toml."""

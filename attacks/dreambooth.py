@@ -1,0 +1,157 @@
+"""DreamBooth (Ruiz et al., CVPR 2023): full fine-tuning of the UNet (and
+optionally the text encoder) on the subject's images with prior preservation,
+then generation with the profile's prompts. Paper-profile defaults follow
+Anti-DreamBooth's evaluation (methods.md); class images are generated once per
+base model + prompt + count and shared by every cell."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from bench import sd
+from bench.images import load_pngs, save_pngs
+from bench.models import load_sd
+from bench.params import Needs, Param
+from bench.plugin import Attack, GeneratedImage
+
+ANTI_DB = "Anti-DreamBooth evaluation (VinAIResearch/Anti-DreamBooth, scripts/attack_with_db.sh; methods.md)"
+
+
+class DreamBooth(Attack):
+    name = "dreambooth"
+    aliases = ("db",)
+    summary = "Full fine-tune of UNet (+ text encoder) with prior preservation, then generate."
+    version = "1"
+    params = [
+        Param("steps", int, 1000, tiny=30, source=ANTI_DB + ": 1000 steps; tiny: 30", ge=1),
+        Param("lr", float, 5e-7, tiny=2e-4, source=ANTI_DB + ": lr 5e-7; tiny: 2e-4 so 30 steps move a tiny model", gt=0),
+        Param("batch_size", int, 2, source=ANTI_DB + ": batch 2", ge=1),
+        Param("train_text_encoder", bool, True, source=ANTI_DB + ": text encoder trained"),
+        Param("instance_prompt", str, "a photo of sks person", source=ANTI_DB),
+        Param("class_prompt", str, "a photo of person", source=ANTI_DB),
+        Param("prior_weight", float, 1.0, source=ANTI_DB + ": prior loss weight 1.0", ge=0),
+        Param("num_class_images", int, 200, tiny=4, source=ANTI_DB + ": 200 class images; tiny: 4", ge=0),
+        Param("class_steps", int, 50, tiny=5, source="diffusers train_dreambooth.py class-image sampling default (50 steps)", ge=1),
+        Param("max_grad_norm", float, 1.0, source="diffusers train_dreambooth.py default", gt=0),
+        Param("mixed_precision", str, "no", paper="bf16", choices=("no", "bf16", "fp16"), source=ANTI_DB + ": bf16 (CUDA only)"),
+        Param("gradient_checkpointing", bool, False, help="trade compute for memory (GPU users)"),
+        Param("use_8bit_adam", bool, False, help="bitsandbytes AdamW8bit when installed"),
+    ]
+    needs = Needs(weights=("base model (SD)",), gpu_memory_gb={"paper": 24.0})
+
+    # ------------------------------------------------------------ training
+    def class_images(self, base, ctx) -> list[np.ndarray]:
+        """Prior-preservation images from the base model, cached across cells."""
+        n = self.p.num_class_images
+        if n == 0 or self.p.prior_weight == 0:
+            return []
+        inputs = {
+            "base": {"source": base.source, "revision": base.revision}, "prompt": self.p.class_prompt, "count": n,
+            "steps": self.p.class_steps, "resolution": ctx.resolution, "sampler": "dpm-solver", "seed": 0,
+        }
+
+        def build(tmp: Path) -> dict:
+            pipe = sd.pipeline(load_sd(base, ctx.device), "dpm-solver")
+            imgs = []
+            with ctx.progress("class images", n) as advance:
+                for i in range(n):
+                    imgs += sd.generate(pipe, [self.p.class_prompt], [i], self.p.class_steps, 7.5, "", ctx.resolution)
+                    advance()
+            save_pngs(imgs, tmp / "images")
+            return {"count": n}
+
+        art = ctx.cached("class_images", inputs, build)
+        return load_pngs(art.path / "images")
+
+    def personalize(self, images, base, recipe, ctx, out_dir):
+        import torch
+
+        instance_prompt = self.p.instance_prompt + recipe.instance_suffix
+        class_prompt = self.p.class_prompt + recipe.class_suffix
+        class_imgs = self.class_images(base, ctx)
+        parts = load_sd(base, ctx.device)
+        unet, te = parts["unet"], parts["text_encoder"]
+        trainable = [unet] + ([te] if self.p.train_text_encoder else [])
+        for m in trainable:
+            m.requires_grad_(True)
+            m.train()
+        if self.p.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        params = [p for m in trainable for p in m.parameters()]
+        opt = _optimizer(params, self.p.lr, self.p.use_8bit_adam)
+        x_inst = sd.to_tensor(images, ctx.device)
+        x_cls = sd.to_tensor(class_imgs, ctx.device) if class_imgs else None
+        g = ctx.generator(202)
+        losses = []
+        with ctx.progress("dreambooth", self.p.steps) as advance:
+            for step in range(self.p.steps):
+                idx = torch.randint(0, len(images), (self.p.batch_size,), generator=g)
+                with _autocast(ctx.device, self.p.mixed_precision):
+                    inst_cond = sd.encode_prompts(parts, [instance_prompt] * len(idx))
+                    cls_batch = cls_cond = None
+                    if x_cls is not None:
+                        cidx = torch.randint(0, len(class_imgs), (self.p.batch_size,), generator=g)
+                        cls_batch = x_cls[cidx]
+                        cls_cond = sd.encode_prompts(parts, [class_prompt] * len(cidx))
+                    loss = sd.dreambooth_loss(parts, x_inst[idx], inst_cond, cls_batch, cls_cond, self.p.prior_weight, g)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, self.p.max_grad_norm)
+                opt.step()
+                losses.append(round(float(loss.detach()), 5))
+                advance()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+        if self.p.train_text_encoder:
+            te.save_pretrained(out_dir / "text_encoder", safe_serialization=True)
+        ctx.notes["attack"] = {
+            "instance_prompt": instance_prompt, "class_prompt": class_prompt, "class_images": len(class_imgs),
+            "loss_first": losses[0], "loss_last": losses[-1], "loss_trace": losses,
+        }
+
+    # ----------------------------------------------------------- generation
+    def load_personalized(self, personalized: Path, base, ctx) -> dict:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        parts = load_sd(base, ctx.device)
+        parts["unet"] = UNet2DConditionModel.from_pretrained(personalized / "unet").to(ctx.device).eval()
+        if (personalized / "text_encoder").is_dir():
+            parts["text_encoder"] = CLIPTextModel.from_pretrained(personalized / "text_encoder").to(ctx.device).eval()
+        return parts
+
+    def generate(self, personalized, base, gen, recipe, ctx):
+        pipe = sd.pipeline(self.load_personalized(personalized, base, ctx), gen.sampler)
+        negative = ", ".join(x for x in (gen.negative_prompt, recipe.negative_prompt) if x)
+        out = []
+        jobs = [(p + recipe.sample_suffix, gen.seed * 100003 + i) for p in gen.prompts for i in range(gen.images_per_prompt)]
+        with ctx.progress("generate", len(jobs)) as advance:
+            for prompt, seed in jobs:
+                img = sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative, gen.resolution)[0]
+                out.append(GeneratedImage(img, prompt, seed))
+                advance()
+        return out
+
+
+def _optimizer(params, lr: float, eight_bit: bool):
+    import torch
+
+    if eight_bit:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=lr)
+        except ImportError:
+            pass  # recorded as plain AdamW by the environment section; bitsandbytes is optional
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def _autocast(device: str, mode: str):
+    import torch
+
+    if mode == "no" or not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)

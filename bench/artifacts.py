@@ -1,0 +1,127 @@
+"""Content-addressed artifact store.
+
+Each stage output lives in `<root>/<stage>/<key>/` where key = hash of everything
+that determines it (upstream keys, plugin name + version, resolved parameters,
+seed, model revision). A stage is built in a private temp folder and moved into
+place with one atomic rename, so a killed run leaves no partial artifact that a
+later run could read; a rerun simply rebuilds what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+META = "artifact.json"
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def hash_files(folder: Path) -> str:
+    """Hash of a folder's file names and bytes (for submissions and provenance)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != META:
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Artifact:
+    stage: str
+    key: str
+    path: Path
+    meta: dict[str, Any]
+    cached: bool
+
+    @property
+    def files(self) -> Path:
+        return self.path
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get(self, stage: str, key: str) -> Artifact | None:
+        path = self.path(stage, key)
+        meta_file = path / META
+        if not meta_file.is_file():
+            return None
+        return Artifact(stage, key, path, json.loads(meta_file.read_text()), cached=True)
+
+    def ensure(
+        self, stage: str, key: str, build: Callable[[Path], dict[str, Any] | None], inputs: dict | None = None
+    ) -> Artifact:
+        """Return the artifact, building it with `build(tmp_dir) -> meta` only if missing."""
+        found = self.get(stage, key)
+        if found is not None:
+            return found
+        lock = FileLock(str(self.root / ".locks" / f"{stage}-{key}.lock"))
+        with lock:
+            found = self.get(stage, key)  # another process may have built it meanwhile
+            if found is not None:
+                return found
+            tmp = self.root / ".tmp" / f"{stage}-{key}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            try:
+                started = time.time()
+                meta = dict(build(tmp) or {})
+                meta.setdefault("seconds", round(time.time() - started, 3))
+                meta["stage"], meta["key"] = stage, key
+                if inputs is not None:
+                    meta["inputs"] = inputs
+                (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+                final = self.path(stage, key)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, final)  # atomic on one filesystem: the artifact appears whole or not at all
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+        art = self.get(stage, key)
+        art.cached = False
+        return art
+
+    # -- maintenance ----------------------------------------------------------
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per stage: (artifact count, bytes)."""
+        out = {}
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            count = size = 0
+            for art in stage_dir.iterdir():
+                count += 1
+                size += sum(f.stat().st_size for f in art.rglob("*") if f.is_file())
+            out[stage_dir.name] = (count, size)
+        return out
+
+    def prune(self, stage: str | None = None, keep: set[str] | None = None) -> int:
+        """Delete leftover temp folders, and artifacts of `stage` not in `keep`."""
+        removed = 0
+        for tmp in (self.root / ".tmp").iterdir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+        if stage:
+            stage_dir = self.root / stage
+            for art in stage_dir.iterdir() if stage_dir.is_dir() else []:
+                if keep is None or art.name not in keep:
+                    shutil.rmtree(art, ignore_errors=True)
+                    removed += 1
+        return removed

@@ -1,0 +1,248 @@
+"""`bench` command line. Every user error exits with code 2 and one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Benchmark anti-personalization defenses.")
+out = Console()
+err = Console(stderr=True)
+
+KIND_NAMES = {"defense": "defense", "defenses": "defense", "purifier": "purifier", "purifiers": "purifier",
+              "attack": "attack", "attacks": "attack", "metric": "metric", "metrics": "metric"}
+
+
+def _registry(plugins: list[str] | None):
+    from .registry import Registry
+
+    reg = Registry()
+    for path in plugins or []:
+        reg.add_file(path)
+    return reg
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    defense: str = typer.Option("none", "--defense", "-d", help="defense plugin (name or alias)"),
+    attack: str = typer.Option("dreambooth", "--attack", "-a", help="attack plugin"),
+    purifier: str = typer.Option("none", "--purifier", "-p", help="purifier, or a chain like jpeg+gridpure"),
+    identity: Optional[str] = typer.Option(None, "--identity", "-i", help="identity in the dataset (default: first)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="data card name or path (default: the profile's)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the dataset's identities"),
+    profile: str = typer.Option("tiny", "--profile", help="tiny (offline CPU default) or paper"),
+    seed: int = typer.Option(0, "--seed"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma list of metric ids, e.g. ism[dlib],fdfr[dlib]"),
+    sets: list[str] = typer.Option([], "--set", help="override, e.g. defense.eps=8 (repeatable)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="cell YAML; flags and --set apply on top"),
+    plugin: list[str] = typer.Option([], "--plugin", help="extra plugin file (repeatable)"),
+    home: Optional[Path] = typer.Option(None, "--home", help="artifacts + results folder (default $BENCH_HOME or ./.bench)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+):
+    """Run one cell: defense -> purifier -> attack -> metrics, computing only what is not cached."""
+    from .protocol import CellConfig
+    from .runner import Runner
+
+    reg = _registry(plugin)
+    base: dict = {}
+    if config:
+        base = CellConfig.from_yaml(config).model_dump()
+    given = lambda name: ctx.get_parameter_source(name).name != "DEFAULT"  # noqa: E731
+    flags = {"defense": defense, "attack": attack, "purifier": purifier, "profile": profile, "seed": seed}
+    for key, value in flags.items():
+        if given(key) or not config:
+            base[key] = value if key not in ("defense", "attack") else {"name": value}
+    ds = dict(base.get("dataset") or {})
+    if identity:
+        ds["identity"] = identity
+    if dataset:
+        ds["card"] = dataset
+    if data_root:
+        ds["root"] = data_root
+    base["dataset"] = ds
+    if metrics:
+        base["metrics"] = metrics
+    cfg = CellConfig.build(base, sets)
+    runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False))
+    err.print(f"[bold]cell[/bold] {cfg.defense.name} / {'+'.join(p.name for p in cfg.purifier)} / {cfg.attack.name} "
+              f"({cfg.profile} profile, home {runner.home})", highlight=False)
+    record = runner.run(cfg)
+    _print_record(record)
+
+
+def _print_record(record: dict) -> None:
+    run_info = record.get("_run", {})
+    t = Table(title="stages", title_justify="left")
+    for col in ("stage", "what", "status", "seconds"):
+        t.add_column(col)
+    computed = 0
+    for stage, label, cached, seconds in run_info.get("stages", []):
+        computed += not cached
+        t.add_row(stage, label, "cached" if cached else "computed", f"{seconds:.2f}")
+    out.print(t)
+    d = record["stages"]["defense"]
+    if d.get("level") == "image":
+        out.print(
+            f"defense {record['protocol']['defense']['name']}: measured L-inf {d['measured_linf']}/255 "
+            f"(budget {_fmt(d['budget'])}/255), PSNR {_fmt(d['psnr'])} dB, SSIM {_fmt(d['ssim'])}, "
+            f"{_fmt(d['seconds_per_image'])} s/image"
+        )
+    m = Table(title=f"metrics ({record['protocol']['profile']} profile, group {record['protocol_group']})", title_justify="left")
+    for col in ("metric", "value", "better", "status"):
+        m.add_column(col)
+    for mid, v in record["metrics"].items():
+        arrow = {True: "higher", False: "lower", None: ""}[v.get("higher_is_better")]
+        m.add_row(mid, _fmt(v["value"]), arrow, v["status"])
+    out.print(m)
+    if computed == 0:
+        out.print(f"every stage came from the cache ({run_info.get('seconds', 0):.1f} s)")
+    out.print(f"record: {run_info.get('record_path')}")
+
+
+@app.command("list")
+def list_plugins(
+    kind: Optional[str] = typer.Argument(None, help="defense | purifier | attack | metric (default: all)"),
+    plugin: list[str] = typer.Option([], "--plugin", help="extra plugin file"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """List plugins with their parameters, per-profile defaults and sources."""
+    reg = _registry(plugin)
+    kinds = ["defense", "purifier", "attack", "metric"]
+    if kind:
+        if kind not in KIND_NAMES:
+            raise BenchError(f"unknown kind {kind!r}; choose one of {', '.join(kinds)}")
+        kinds = [KIND_NAMES[kind]]
+    described = []
+    for k in kinds:
+        for name in reg.names(k):
+            try:
+                described.append(reg.get(k, name).describe())
+            except BenchError as exc:
+                described.append({"kind": k, "name": name, "summary": f"(failed to load: {exc})", "params": [], "aliases": [], "version": "?"})
+    if as_json:
+        out.print_json(json.dumps(described, default=str))
+        return
+    for k in kinds:
+        t = Table(title=f"{k}s", title_justify="left", show_lines=False)
+        for col in ("name", "aliases", "version", "summary", "parameters (tiny / paper) [source]"):
+            t.add_column(col, overflow="fold")
+        for d in (x for x in described if x["kind"] == k):
+            params = "\n".join(
+                f"{p['name']}={_fmt(p['tiny'])}" + (f" / {_fmt(p['paper'])}" if p["paper"] != p["tiny"] else "")
+                + (f" {p['unit']}" if p.get("unit") else "") + (f" [{p['source']}]" if p.get("source") else "")
+                for p in d["params"]
+            )
+            t.add_row(d["name"], ", ".join(d["aliases"]), d["version"], d["summary"], params or "-")
+        out.print(t)
+
+
+@app.command()
+def show(
+    home: Optional[Path] = typer.Option(None, "--home"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="also write the table as CSV"),
+):
+    """Results table (one row per cell) from the results database."""
+    from .results import ResultsStore
+    from .runner import default_home
+
+    store = ResultsStore((home or default_home()) / "results")
+    df = store.table()
+    if df.empty:
+        out.print("no results yet: run `bench run ...` first")
+        return
+    if csv:
+        df.to_csv(csv, index=False)
+        err.print(f"wrote {csv}")
+    meta = {"created", "record_path", "protocol_group", "defense_version", "cell_key"}
+    cols = [c for c in df.columns if c not in meta]
+    t = Table(title=f"results ({len(df)} cells)", title_justify="left")
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for _, row in df.iterrows():
+        t.add_row(*[_fmt(row[c]) for c in cols])
+    out.print(t)
+
+
+@app.command()
+def cache(
+    home: Optional[Path] = typer.Option(None, "--home"),
+    prune: Optional[str] = typer.Option(None, "--prune", help="delete all artifacts of this stage (and temp leftovers)"),
+):
+    """Artifact cache: size per stage; --prune STAGE frees space."""
+    from .artifacts import ArtifactStore
+    from .runner import default_home
+
+    store = ArtifactStore((home or default_home()) / "artifacts")
+    if prune:
+        n = store.prune(prune)
+        out.print(f"removed {n} folders")
+    t = Table(title=f"artifact cache {store.root}", title_justify="left")
+    for col in ("stage", "artifacts", "MB"):
+        t.add_column(col)
+    total = 0
+    for stage, (count, size) in store.usage().items():
+        total += size
+        t.add_row(stage, str(count), f"{size / 1e6:.1f}")
+    t.add_row("total", "", f"{total / 1e6:.1f}")
+    out.print(t)
+
+
+@app.command()
+def data(
+    card: Optional[str] = typer.Argument(None, help="card name (default: list all cards)"),
+    root: Optional[str] = typer.Option(None, "--root", help="dataset root, to list identities"),
+):
+    """Data cards: list them, or show one card and its identities."""
+    from . import data as data_mod
+
+    if not card:
+        for name in data_mod.card_names():
+            c = data_mod.load_card(name)
+            out.print(f"[bold]{name}[/bold]  {c.get('title', '')}  (layout {c['layout']}, licence: {c['licence']})")
+        return
+    c = data_mod.load_card(card)
+    out.print_json(json.dumps(c, default=str))
+    if c["layout"] in ("antidb", "flat", "sample") and (root or c.get("root") or c["layout"] == "sample"):
+        out.print("identities: " + ", ".join(data_mod.identities(c, root)))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished stages are cached; rerun the same command to resume")
+        sys.exit(130)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # usage errors (bad option...) carry their own exit code
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

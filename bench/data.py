@@ -1,0 +1,205 @@
+"""Data cards and loaders: the Anti-DreamBooth layout (<identity>/set_A|set_B|set_C),
+flat identity folders, a Hugging Face `datasets` source, and the offline `sample`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .errors import BenchError
+from .images import center_crop_resize, list_images, load_image, to_rgb8
+from .plugin import Subject
+
+CARDS_DIR = Path(__file__).resolve().parent.parent / "data_cards"
+REQUIRED = ("name", "source", "licence", "layout", "roles", "citation")
+LAYOUTS = ("antidb", "flat", "hf", "sample")
+
+
+def card_names() -> list[str]:
+    return sorted(p.stem for p in CARDS_DIR.glob("*.yaml"))
+
+
+def load_card(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CARDS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        import difflib
+
+        close = difflib.get_close_matches(name_or_path, card_names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise BenchError(f"unknown data card {name_or_path!r}{hint} (cards: {', '.join(card_names())})")
+    card = yaml.safe_load(path.read_text()) or {}
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise BenchError(f"data card {path.name} lacks {', '.join(missing)}")
+    if card["layout"] not in LAYOUTS:
+        raise BenchError(f"data card {path.name}: layout must be one of {LAYOUTS}")
+    return card
+
+
+@dataclass
+class RawSubject:
+    """Clean images by role before preprocessing, plus a fingerprint of their bytes."""
+
+    identity: str
+    roles: dict[str, list[np.ndarray]]
+    names: dict[str, list[str]]
+    fingerprint: str
+
+
+def _fingerprint(images: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for img in images:
+        h.update(str(img.shape).encode())
+        h.update(img.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _thirds(items: list) -> dict[str, list]:
+    n = len(items)
+    if n < 3:
+        raise BenchError(f"an identity needs at least 3 images to split into roles, found {n}")
+    a, b = n // 3, 2 * n // 3
+    return {"surrogate": items[:a], "train": items[a:b], "reference": items}
+
+
+def identities(card: dict[str, Any], root: str | None) -> list[str]:
+    layout = card["layout"]
+    if layout == "sample":
+        return list(card["identities"])
+    if layout == "hf":
+        return list(card.get("identities") or [])
+    base = _root(card, root)
+    found = []
+    for d in sorted(p for p in base.iterdir() if p.is_dir()):
+        if layout == "antidb" and all((d / s).is_dir() for s in ("set_A", "set_B", "set_C")):
+            found.append(d.name)
+        elif layout == "flat" and any(d.glob("*.*")):
+            found.append(d.name)
+    listed = card.get("identities")
+    return [i for i in listed if i in found] if listed else found
+
+
+def _root(card: dict[str, Any], root: str | None) -> Path:
+    r = root or card.get("root")
+    if not r:
+        raise BenchError(f"data card {card['name']!r} needs a root folder: --set dataset.root=/path/to/identities")
+    p = Path(r).expanduser()
+    if not p.is_dir():
+        raise BenchError(f"dataset root {p}: no such folder")
+    return p
+
+
+def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> RawSubject:
+    layout = card["layout"]
+    if identity is None:
+        ids = identities(card, root)
+        if not ids:
+            raise BenchError(f"data card {card['name']!r}: no identities found under {root or card.get('root')}")
+        identity = ids[0]
+    if layout == "sample":
+        views = sample_views()
+        roles = {"surrogate": views[0:4], "train": views[4:8], "reference": views}
+        names = {k: [f"view{i:02d}" for i in range(len(v))] for k, v in roles.items()}
+        names["train"] = [f"view{i:02d}" for i in range(4, 8)]
+    elif layout == "antidb":
+        folder = _root(card, root) / identity
+        if not folder.is_dir():
+            raise BenchError(f"identity {identity!r} not found under {folder.parent}")
+        roles, names = {}, {}
+        for role, sets in card["roles"].items():
+            files = [f for s in sets for f in list_images(folder / s)]
+            roles[role] = [load_image(f) for f in files]
+            names[role] = [f"{f.parent.name}_{f.stem}" for f in files]
+    elif layout == "flat":
+        folder = _root(card, root) / identity
+        if not folder.is_dir():
+            # a root that is itself one identity's flat folder
+            base = _root(card, root)
+            if base.name == identity:
+                folder = base
+            else:
+                raise BenchError(f"identity {identity!r} not found under {base}")
+        files = list_images(folder)
+        split = _thirds(files)
+        roles = {k: [load_image(f) for f in v] for k, v in split.items()}
+        names = {k: [f.stem for f in v] for k, v in split.items()}
+    else:  # hf
+        rows = _hf_rows(card, root, identity)
+        split = _thirds(rows)
+        roles = {k: [img for _, img in v] for k, v in split.items()}
+        names = {k: [n for n, _ in v] for k, v in split.items()}
+    for role in ("surrogate", "train", "reference"):
+        if not roles.get(role):
+            raise BenchError(f"identity {identity!r}: the {role!r} role has no images")
+    fp = _fingerprint([img for role in ("surrogate", "train", "reference") for img in roles[role]])
+    return RawSubject(identity, roles, names, fp)
+
+
+def _hf_rows(card: dict[str, Any], root: str | None, identity: str) -> list[tuple[str, np.ndarray]]:
+    try:
+        import datasets
+    except ImportError:
+        raise BenchError("the hf layout needs the `datasets` package: pip install datasets") from None
+    hf = card.get("hf") or {}
+    path = root or hf.get("path")
+    if not path:
+        raise BenchError(f"data card {card['name']!r}: set --set dataset.root=<hub id or save_to_disk folder>")
+    try:
+        if Path(path).is_dir():
+            ds = datasets.load_from_disk(path)
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[hf.get("split", "train")]
+        else:
+            ds = datasets.load_dataset(path, split=hf.get("split", "train"))
+    except Exception as exc:
+        raise BenchError(f"cannot load dataset {path!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    id_col, img_col, order = hf.get("identity_column", "identity"), hf.get("image_column", "image"), hf.get("order_column")
+    for col in (id_col, img_col):
+        if col not in ds.column_names:
+            raise BenchError(f"dataset {path!r} has no column {col!r} (columns: {ds.column_names})")
+    rows = [r for r in ds if str(r[id_col]) == str(identity)]
+    if not rows:
+        raise BenchError(f"dataset {path!r}: no rows with {id_col} == {identity!r}")
+    if order:
+        rows.sort(key=lambda r: r[order])
+    return [(f"{identity}_{i:03d}", to_rgb8(r[img_col], f"{path}[{i}]")) for i, r in enumerate(rows)]
+
+
+def sample_views() -> list[np.ndarray]:
+    """Twelve deterministic views of skimage's astronaut portrait (see data_cards/sample.yaml)."""
+    from PIL import Image, ImageEnhance
+    from skimage import data as skdata
+
+    base = Image.fromarray(skdata.astronaut())
+    # face region of the 512x512 photo, then crops around it at several scales/offsets
+    boxes = [(120, 10, 330, 220), (110, 0, 340, 230), (130, 20, 320, 210), (100, 0, 350, 250)]
+    views = []
+    for i in range(12):
+        x0, y0, x1, y1 = boxes[i % 4]
+        img = base.crop((x0, y0, x1, y1)).resize((256, 256), Image.BICUBIC)
+        if i % 2 == 1:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        if i >= 4:
+            img = img.rotate((i - 7.5) * 1.5, resample=Image.BICUBIC, fillcolor=(0, 0, 0))
+        if i >= 8:
+            img = ImageEnhance.Brightness(img).enhance(0.9 + 0.05 * (i - 8))
+        views.append(np.asarray(img.convert("RGB")))
+    return views
+
+
+def make_subject(raw: RawSubject, resolution: int) -> Subject:
+    prep = {k: [center_crop_resize(img, resolution) for img in v] for k, v in raw.roles.items()}
+    return Subject(
+        identity=raw.identity,
+        train=prep["train"],
+        surrogate=prep["surrogate"],
+        reference=prep["reference"],
+        train_names=raw.names["train"],
+    )

@@ -1,0 +1,231 @@
+"""The four plugin kinds and the data that crosses their boundaries.
+
+Contracts, not methods: a defense, purifier, attack or metric subclasses one of
+these, declares its metadata as class attributes, and implements one or two
+methods. The harness handles caching, budgets, PNG round trips and records.
+Images are always uint8 RGB numpy arrays (H, W, 3), exactly what a PNG holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .params import Needs, Param, ParamView, resolve_params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+Image = np.ndarray  # uint8, (H, W, 3), RGB
+
+
+class Plugin:
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str] = ""
+    version: ClassVar[str] = "1"  # bump whenever the plugin's output changes
+    params: ClassVar[list[Param]] = []
+    needs: ClassVar[Needs] = Needs()
+
+    def __init__(self, params: dict[str, Any] | None = None, profile: str = "tiny"):
+        self.profile = profile
+        self.p = ParamView(resolve_params(self.params, params or {}, profile, f"{self.kind}.{self.name}"))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-parameter validation; raise BenchError with a one-line message."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "kind": cls.kind,
+            "name": cls.name,
+            "aliases": list(cls.aliases),
+            "summary": cls.summary,
+            "version": cls.version,
+            "params": [
+                {
+                    "name": p.name,
+                    "type": p.type.__name__,
+                    "tiny": p.default_for("tiny"),
+                    "paper": p.default_for("paper"),
+                    "unit": p.unit,
+                    "source": p.source,
+                    "help": p.help,
+                }
+                for p in cls.params
+            ],
+            "needs": {"weights": list(cls.needs.weights), "gpu_memory_gb": dict(cls.needs.gpu_memory_gb)},
+        }
+
+
+# ---------------------------------------------------------------- data types
+@dataclass
+class Subject:
+    """One identity's clean images, by role (Anti-DreamBooth protocol, see data cards).
+
+    train: the images the owner publishes and the attacker fine-tunes on (set_B);
+    surrogate: clean images a defense may use as "leaked" data (set_A);
+    reference: clean images the identity metrics compare against.
+    """
+
+    identity: str
+    train: list[Image]
+    surrogate: list[Image]
+    reference: list[Image]
+    train_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelRef:
+    """A base model resolved to a local diffusers folder, with its provenance."""
+
+    path: Path
+    source: str  # hub id, local path or zoo name
+    revision: str | None = None
+    family: str = "sd"  # "sd" (SD 1.x/2.x), "sdxl", ...
+
+
+@dataclass
+class Recipe:
+    """What a purifier may hand to the attack (DiffShortcut's negative tokens)."""
+
+    instance_suffix: str = ""
+    class_suffix: str = ""
+    sample_suffix: str = ""
+    negative_prompt: str = ""
+
+    def merge(self, other: "Recipe | None") -> "Recipe":
+        if other is None:
+            return self
+        join = lambda a, b: (a + b) if b else a  # noqa: E731
+        neg = ", ".join(x for x in (self.negative_prompt, other.negative_prompt) if x)
+        return Recipe(
+            join(self.instance_suffix, other.instance_suffix),
+            join(self.class_suffix, other.class_suffix),
+            join(self.sample_suffix, other.sample_suffix),
+            neg,
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Generation:
+    """The one generation protocol every attack follows (from the profile, overridable)."""
+
+    prompts: list[str]
+    images_per_prompt: int
+    steps: int
+    guidance_scale: float
+    sampler: str
+    negative_prompt: str
+    seed: int
+    resolution: int
+
+
+@dataclass
+class GeneratedImage:
+    image: Image
+    prompt: str
+    seed: int
+
+
+@dataclass
+class MetricResult:
+    value: float | None
+    status: str = "ok"  # "ok" or "unavailable: <reason>"
+    per_image: list[float | None] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, reason: str) -> "MetricResult":
+        return cls(value=None, status=f"unavailable: {reason}")
+
+
+# ---------------------------------------------------------------- the kinds
+class Defense(Plugin):
+    kind = "defense"
+    level: ClassVar[str] = "image"  # "image" or "model"
+
+
+class ImageDefense(Defense):
+    level = "image"
+
+    def budget(self) -> float | None:
+        """Declared L-inf budget in 0-255 pixel units (None: unbounded, e.g. `none`)."""
+        return None
+
+    def protect(self, subject: Subject, base: ModelRef, ctx: "Context") -> list[Image]:
+        """Return one protected uint8 image per `subject.train` image, same shapes."""
+        raise NotImplementedError
+
+
+class ModelDefense(Defense):
+    """Protects the model (APDM): writes a protected base model in diffusers layout."""
+
+    level = "model"
+
+    def protect_model(self, subject: Subject, base: ModelRef, ctx: "Context", out_dir: Path) -> None:
+        raise NotImplementedError
+
+
+class Purifier(Plugin):
+    kind = "purifier"
+
+    def purify(self, images: list[Image], ctx: "Context") -> list[Image]:
+        raise NotImplementedError
+
+    def recipe(self) -> Recipe | None:
+        """Training/sampling recipe handed to the attack (None: nothing to add)."""
+        return None
+
+
+class Attack(Plugin):
+    """personalize() writes whatever the attack needs into out_dir (a fine-tuned
+    model, adapters, or - for zero-shot attacks - the encoded reference face);
+    generate() reads it back. Keeping both behind files makes each an artifact."""
+
+    kind = "attack"
+    zero_shot: ClassVar[bool] = False
+
+    def personalize(
+        self, images: list[Image], base: ModelRef, recipe: Recipe, ctx: "Context", out_dir: Path
+    ) -> None:
+        raise NotImplementedError
+
+    def generate(
+        self, personalized: Path, base: ModelRef, gen: Generation, recipe: Recipe, ctx: "Context"
+    ) -> list[GeneratedImage]:
+        raise NotImplementedError
+
+
+class Metric(Plugin):
+    """Metric ids name their backend: "ism[dlib]" = plugin `ism` with backend=dlib.
+
+    target "generation": images = generated, references = clean identity images.
+    target "protection": images = protected (or purified), references = clean, paired."""
+
+    kind = "metric"
+    target: ClassVar[str] = "generation"
+    higher_is_better: ClassVar[bool | None] = None
+
+    @property
+    def metric_id(self) -> str:
+        """`name[backend]` when the metric has a `backend` parameter (ism[dlib])."""
+        backend = self.p.get("backend")
+        return f"{self.name}[{backend}]" if backend else self.name
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def compute(self, images: list[Image], references: list[Image], ctx: "Context") -> MetricResult:
+        raise NotImplementedError
+
+
+KINDS = {"defense": Defense, "purifier": Purifier, "attack": Attack, "metric": Metric}

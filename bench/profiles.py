@@ -1,0 +1,62 @@
+"""The two profiles. `paper` = the papers' models and settings (GPU in practice);
+`tiny` = the embedded default that runs offline on a CPU in minutes: tiny models
+of the same architectures from the zoo, small images, few steps. Tiny numbers are
+real measurements of a small world and are never ranked with paper numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Known mirrors of base models that were removed from the hub (methods.md,
+# "Known user pain points"). Tried in order after the primary id.
+KNOWN_MIRRORS: dict[str, list[str]] = {
+    # runwayml/stable-diffusion-v1-5 was removed in 2024; the community copy keeps the same files.
+    "runwayml/stable-diffusion-v1-5": ["stable-diffusion-v1-5/stable-diffusion-v1-5"],
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": [],
+    # stabilityai/stable-diffusion-2-1-base was removed in late 2025: give a local path or a mirror.
+    "stabilityai/stable-diffusion-2-1-base": [],
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "resolution": 64,
+        "base_model": {"id": "zoo:tiny-sd", "revision": None, "path": None, "mirrors": []},
+        "generation": {
+            "prompts": ["a photo of sks person", "a dslr portrait of sks person"],
+            "images_per_prompt": 2,
+            "steps": 10,
+            "guidance_scale": 7.5,
+            "sampler": "dpm-solver",
+            "negative_prompt": "",
+        },
+        "metrics": ["fdfr[dlib]", "ism[dlib]", "aism[dlib]", "brisque[libsvm]"],
+        "dataset": {"card": "sample", "identity": None},
+    },
+    "paper": {
+        # Anti-DreamBooth, RID, MetaCloak and DLADiff evaluate on SD 2.1-base at 512 px (methods.md).
+        "resolution": 512,
+        "base_model": {"id": "stabilityai/stable-diffusion-2-1-base", "revision": None, "path": None, "mirrors": []},
+        "generation": {
+            # Anti-DreamBooth evaluation: 2 prompts, 16 images each, 100 steps, CFG 7.5 (methods.md).
+            "prompts": ["a photo of sks person", "a dslr portrait of sks person"],
+            "images_per_prompt": 16,
+            "steps": 100,
+            "guidance_scale": 7.5,
+            "sampler": "dpm-solver",
+            "negative_prompt": "",
+        },
+        "metrics": ["fdfr[dlib]", "ism[dlib]", "aism[dlib]", "brisque[libsvm]"],
+        "dataset": {"card": "anti-db", "identity": None},
+    },
+}
+
+# Metrics the harness always measures on the protected / purified sets.
+PROTECTION_METRICS = ["linf", "psnr", "ssim"]
+
+
+def profile(name: str) -> dict[str, Any]:
+    from .errors import BenchError
+
+    if name not in PROFILES:
+        raise BenchError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,1 @@
+"""Dataset cards (one YAML file per dataset). See bench/data.py for the format."""

@@ -1,0 +1,1 @@
+"""Built-in leaderboard plugins; each module registers through an entry point in pyproject.toml."""
