@@ -25,7 +25,10 @@ class Context:
 
     @property
     def zoo_root(self) -> Path:
-        return self.home / "zoo"
+        """Tiny zoo models are shared by every home unless BENCH_ZOO says otherwise."""
+        import os
+
+        return Path(os.environ.get("BENCH_ZOO", self.home / "zoo")).expanduser()
 
     def cached(self, stage: str, inputs: dict[str, Any], build: Callable[[Path], dict | None]) -> Artifact:
         """A plugin's own artifact (class images, a trained generator...), keyed by `inputs`."""

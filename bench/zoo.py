@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .artifacts import stable_hash
 
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 
 # SD 2.x-like: linear projections in the transformer blocks, CLIP text encoder,
 # VAE with 4 latent channels and scaling factor as SD's. Reduced widths/depths.
@@ -67,7 +67,17 @@ TINY_SD = {
     ),
 }
 
+# A short deterministic pre-training on pictures that ship inside scikit-image, so
+# the tiny model is a (very small) working autoencoder + denoiser: with random
+# weights the denoising loss barely depends on the image and no defense or
+# attack could show any effect. About a minute on 2 CPU cores, built once per machine
+# and shared by every run (BENCH_ZOO).
+TINY_SD["pretrain"] = dict(vae_steps=200, vae_lr=1e-3, kl_weight=1e-6, unet_steps=400, unet_lr=3e-4, batch=8, size=64)
+
 ZOO = {"tiny-sd": TINY_SD}
+
+PRETRAIN_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "coins", "moon")
+PRETRAIN_CAPTIONS = ("a photo of a person", "a photo", "a portrait of a person", "a picture")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -128,12 +138,90 @@ def write_tokenizer(folder: Path) -> None:
     )
 
 
+def _pretrain_pool(size: int):
+    """Random-crop source: scikit-image's bundled pictures plus the sample card's face views."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    from .data import sample_views
+
+    pool = []
+    for name in PRETRAIN_IMAGES:
+        try:
+            img = np.asarray(getattr(skdata, name)())
+        except Exception:  # an image that would need a download is skipped
+            continue
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        pool.append(np.asarray(Image.fromarray(img[..., :3]).resize((2 * size, 2 * size), Image.BICUBIC)))
+    pool += [np.asarray(Image.fromarray(v).resize((size, size), Image.BICUBIC)) for v in sample_views()]
+    return pool
+
+
+def pretrain(unet, vae, text_encoder, tokenizer, scheduler, cfg: dict, seed: int) -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    size, batch = cfg["size"], cfg["batch"]
+    pool = _pretrain_pool(size)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+
+    def batch_images() -> torch.Tensor:
+        out = []
+        for _ in range(batch):
+            img = pool[rng.integers(len(pool))]
+            y, x = rng.integers(0, img.shape[0] - size + 1), rng.integers(0, img.shape[1] - size + 1)
+            crop = img[y : y + size, x : x + size]
+            out.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        return torch.from_numpy(np.stack(out).copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+    vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"])
+    for _ in range(cfg["vae_steps"]):
+        x = batch_images()
+        dist = vae.encode(x).latent_dist
+        rec = vae.decode(dist.sample(generator=g)).sample
+        loss = F.mse_loss(rec, x) + cfg["kl_weight"] * dist.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():  # SD picks its scaling factor so that scaled latents have unit variance
+        std = torch.cat([vae.encode(batch_images()).latent_dist.mean for _ in range(8)]).std()
+    vae.register_to_config(scaling_factor=round(float(1.0 / std), 5))
+    text_encoder.requires_grad_(False)
+    with torch.no_grad():
+        ids = tokenizer(list(PRETRAIN_CAPTIONS), padding="max_length", max_length=77, return_tensors="pt").input_ids
+        captions = text_encoder(ids)[0]
+    unet.train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg["unet_lr"])
+    sf = vae.config.scaling_factor
+    for _ in range(cfg["unet_steps"]):
+        with torch.no_grad():
+            lat = vae.encode(batch_images()).latent_dist.sample(generator=g) * sf
+        noise = torch.randn(lat.shape, generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
+        cond = captions[torch.randint(0, len(captions), (batch,), generator=g)]
+        pred = unet(scheduler.add_noise(lat, noise, t), t, cond).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    unet.eval()
+    vae.requires_grad_(True)
+    text_encoder.requires_grad_(True)
+
+
 def zoo_revision(name: str) -> str:
     return f"zoo{ZOO_VERSION}-{stable_hash(ZOO[name], 10)}"
 
 
-def build(name: str, out_dir: Path, seed: int = 0) -> None:
-    """Build the tiny model `name` from its config with a fixed seed and save it."""
+def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | None = None):
+    """Build the tiny model `name` from its config with a fixed seed, save it in
+    diffusers layout, and return the in-memory pipeline (tests compare the two)."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -159,6 +247,7 @@ def build(name: str, out_dir: Path, seed: int = 0) -> None:
     )
     text_encoder = CLIPTextModel(text_cfg)
     scheduler = DDPMScheduler(**cfg["scheduler"])
+    pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -171,6 +260,7 @@ def build(name: str, out_dir: Path, seed: int = 0) -> None:
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed}))
+    return pipe
 
 
 def ensure(name: str, root: Path) -> Path:

@@ -1,0 +1,52 @@
+"""Shared fixtures. The real identities in ../shared/data/faces are required:
+a missing folder fails the run (it must never silently skip)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = Path(os.environ.get("BENCH_TEST_FACES", REPO.parent / "shared" / "data" / "faces"))
+
+
+def pytest_sessionstart(session):
+    if not (FACES / "n000050" / "set_B").is_dir() or not (FACES / "rid_103").is_dir():
+        raise pytest.UsageError(f"shared test data missing: {FACES} (CI needs ../shared/data/faces beside the clone)")
+
+
+@pytest.fixture(scope="session")
+def faces() -> Path:
+    return FACES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_zoo(tmp_path_factory):
+    """Build the tiny zoo once per test session; every home reuses it."""
+    zoo = tmp_path_factory.mktemp("zoo")
+    os.environ["BENCH_ZOO"] = str(zoo)
+    os.environ["BENCH_OFFLINE"] = "1"
+    return zoo
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+def run_cli(*args: str, home: Path | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `bench` console entry in a subprocess (exit codes, stderr and all)."""
+    cmd = [sys.executable, "-m", "bench.cli", *args]
+    if home is not None:
+        cmd += ["--home", str(home)] if args and args[0] in ("run", "show", "cache") else []
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
