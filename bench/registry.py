@@ -78,6 +78,8 @@ class Registry:
 
     # -- lookup -------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
+        if kind not in KINDS:
+            raise BenchError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
         return sorted(self._entries[kind])
 
     def _alias_table(self, kind: str) -> dict[str, str]:
@@ -106,7 +108,8 @@ class Registry:
         raise BenchError(f"unknown {kind} {name!r}{hint} (available: {', '.join(self.names(kind))})")
 
     def get(self, kind: str, name: str) -> type[Plugin]:
-        return self._entries[kind][self.canonical(kind, name)].load()
+        name = self.canonical(kind, name)
+        return self._entries[kind][name].load()
 
     def create(self, kind: str, name: str, params: dict | None, profile: str) -> Plugin:
         return self.get(kind, name)(params or {}, profile)

@@ -27,7 +27,7 @@ def faces() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def shared_zoo(tmp_path_factory):
     """Build the tiny zoo once per test session; every home reuses it."""
-    zoo = tmp_path_factory.mktemp("zoo")
+    zoo = Path(os.environ.get("BENCH_ZOO") or tmp_path_factory.mktemp("zoo"))
     os.environ["BENCH_ZOO"] = str(zoo)
     os.environ["BENCH_OFFLINE"] = "1"
     return zoo
@@ -43,7 +43,7 @@ def run_cli(*args: str, home: Path | None = None, timeout: int = 600, env: dict 
     cmd = [sys.executable, "-m", "bench.cli", *args]
     if home is not None:
         cmd += ["--home", str(home)] if args and args[0] in ("run", "show", "cache") else []
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "COLUMNS": "250", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
 
 
