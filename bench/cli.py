@@ -31,11 +31,14 @@ def _registry(plugins: list[str] | None):
 
 
 def _fmt(v) -> str:
+    """Cell text; escaped because metric ids like ism[dlib] look like rich markup."""
+    from rich.markup import escape
+
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    return escape(str(v))
 
 
 @app.command()
@@ -96,7 +99,7 @@ def _print_record(record: dict) -> None:
     computed = 0
     for stage, label, cached, seconds in run_info.get("stages", []):
         computed += not cached
-        t.add_row(stage, label, "cached" if cached else "computed", f"{seconds:.2f}")
+        t.add_row(stage, _fmt(label), "cached" if cached else "computed", f"{seconds:.2f}")
     out.print(t)
     d = record["stages"]["defense"]
     if d.get("level") == "image":
@@ -110,7 +113,10 @@ def _print_record(record: dict) -> None:
         m.add_column(col)
     for mid, v in record["metrics"].items():
         arrow = {True: "higher", False: "lower", None: ""}[v.get("higher_is_better")]
-        m.add_row(mid, _fmt(v["value"]), arrow, v["status"])
+        value = _fmt(v["value"])
+        if v["value"] is None and v["status"] == "ok":
+            value = _fmt(f"n/a: {(v.get('extra') or {}).get('undefined', 'undefined')}")
+        m.add_row(_fmt(mid), value, arrow, _fmt(v["status"]))
     out.print(m)
     if computed == 0:
         out.print(f"every stage came from the cache ({run_info.get('seconds', 0):.1f} s)")
@@ -150,7 +156,7 @@ def list_plugins(
                 + (f" {p['unit']}" if p.get("unit") else "") + (f" [{p['source']}]" if p.get("source") else "")
                 for p in d["params"]
             )
-            t.add_row(d["name"], ", ".join(d["aliases"]), d["version"], d["summary"], params or "-")
+            t.add_row(_fmt(d["name"]), _fmt(", ".join(d["aliases"])), _fmt(d["version"]), _fmt(d["summary"]), _fmt(params or "-"))
         out.print(t)
 
 
@@ -175,7 +181,7 @@ def show(
     cols = [c for c in df.columns if c not in meta]
     t = Table(title=f"results ({len(df)} cells)", title_justify="left")
     for c in cols:
-        t.add_column(c, overflow="fold")
+        t.add_column(_fmt(c), overflow="fold")
     for _, row in df.iterrows():
         t.add_row(*[_fmt(row[c]) for c in cols])
     out.print(t)
