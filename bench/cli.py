@@ -59,10 +59,17 @@ def run(
     home: Optional[Path] = typer.Option(None, "--home", help="artifacts + results folder (default $BENCH_HOME or ./.bench)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    identities: Optional[str] = typer.Option(None, "--identities", help="comma list or 'all': one cell per identity"),
+    executor: str = typer.Option("local", "--executor", help="local or ray"),
+    workers: int = typer.Option(1, "--workers", help="local executor: parallel worker processes"),
+    address: Optional[str] = typer.Option(None, "--address", help="ray executor: cluster address (e.g. auto)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
 ):
-    """Run one cell: defense -> purifier -> attack -> metrics, computing only what is not cached."""
+    """Run one cell (defense -> purifier -> attack -> metrics), or a matrix when a plugin is
+    'all' or several identities are given; computes only what is not cached."""
     from .protocol import CellConfig
     from .runner import Runner
+    from .sweep import expand
 
     reg = _registry(plugin)
     base: dict = {}
@@ -83,12 +90,93 @@ def run(
     base["dataset"] = ds
     if metrics:
         base["metrics"] = metrics
-    cfg = CellConfig.build(base, sets)
-    runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False))
-    err.print(f"[bold]cell[/bold] {cfg.defense.name} / {'+'.join(p.name for p in cfg.purifier)} / {cfg.attack.name} "
-              f"({cfg.profile} profile, home {runner.home})", highlight=False)
-    record = runner.run(cfg)
-    _print_record(record)
+    matrix = "all" in (defense, purifier, attack) or identities
+    if matrix:
+        cell = {k: v for k, v in base.items() if k not in ("defense", "purifier", "attack", "seed")}
+        cfgs = expand(cell, defense, purifier, attack, identities, [seed], sets, reg)
+    else:
+        cfgs = [CellConfig.build(base, sets)]
+    runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
+                    plugin_files=plugin)
+    _execute(runner, cfgs, executor, workers, address, dry_run, show_plan=bool(matrix))
+
+
+def _execute(runner, cfgs, executor: str, workers: int, address: str | None, dry_run: bool, show_plan: bool) -> None:
+    from .executors import LocalExecutor, RayExecutor
+
+    plan = runner.plan(cfgs)
+    if show_plan or dry_run:
+        _print_plan(plan, runner)
+    if dry_run:
+        return
+    if executor == "ray":
+        ex = RayExecutor(address=address)
+    elif executor == "local":
+        ex = LocalExecutor(workers=workers)
+    else:
+        raise BenchError(f"unknown executor {executor!r}; choose local or ray")
+    if len(cfgs) == 1:
+        c = cfgs[0]
+        err.print(f"[bold]cell[/bold] {c.defense.name} / {'+'.join(p.name for p in c.purifier)} / {c.attack.name} "
+                  f"({c.profile} profile, home {runner.home})", highlight=False)
+    records = runner.run_many(cfgs, ex, plan)
+    if len(records) == 1:
+        _print_record(records[0])
+    else:
+        _print_cells(records)
+
+
+def _print_plan(plan, runner) -> None:
+    rows = plan.summary(runner.store)
+    t = Table(title=f"plan: {len(plan.cells)} cells, {len(plan.stages)} unique stages", title_justify="left")
+    for col in ("stage", "plugin", "total", "cached", "to compute", "est. seconds"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["stage"], _fmt(r["plugin"]), str(r["total"]), str(r["cached"]), str(r["to_compute"]),
+                  "?" if r["est_seconds"] is None else f"{r['est_seconds']:.0f}")
+    todo = sum(r["to_compute"] for r in rows)
+    known = [r["est_seconds"] for r in rows if r["to_compute"] and r["est_seconds"] is not None]
+    out.print(t)
+    out.print(f"{todo} stages to compute, {len(plan.stages) - todo} cached; estimated {sum(known):.0f} s for the stages "
+              f"with timing history" + (" (others unknown)" if len(known) < sum(1 for r in rows if r["to_compute"]) else ""))
+
+
+def _print_cells(records: list[dict]) -> None:
+    ids = sorted({m for r in records for m in r["metrics"]})
+    t = Table(title=f"{len(records)} cells", title_justify="left")
+    for col in ("identity", "defense", "purifier", "attack", "seed", *ids):
+        t.add_column(_fmt(col))
+    for r in records:
+        p = r["protocol"]
+        vals = [r["metrics"].get(m, {}) for m in ids]
+        t.add_row(r["identity"], p["defense"]["name"], "+".join(x["name"] for x in p["purifier"]), p["attack"]["name"],
+                  str(p["seed"]), *[_fmt(v.get("value")) if v.get("status") == "ok" else _fmt(v.get("status")) for v in vals])
+    out.print(t)
+    out.print(f"records in {records[0]['_run']['record_path'].rsplit('/', 1)[0]}")
+
+
+@app.command()
+def sweep(
+    path: Path = typer.Argument(..., help="sweep YAML (see bench/sweep.py for the format)"),
+    sets: list[str] = typer.Option([], "--set", help="override applied to every cell"),
+    plugin: list[str] = typer.Option([], "--plugin"),
+    home: Optional[Path] = typer.Option(None, "--home"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    executor: str = typer.Option("local", "--executor", help="local or ray"),
+    workers: int = typer.Option(1, "--workers"),
+    address: Optional[str] = typer.Option(None, "--address"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
+):
+    """Run a matrix of cells from a sweep file; prints the plan first."""
+    from .runner import Runner
+    from .sweep import load_sweep
+
+    reg = _registry(plugin)
+    cfgs = load_sweep(path, reg, sets)
+    runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
+                    plugin_files=plugin)
+    _execute(runner, cfgs, executor, workers, address, dry_run, show_plan=True)
 
 
 def _print_record(record: dict) -> None:

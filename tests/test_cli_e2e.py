@@ -70,8 +70,8 @@ def test_killed_run_resumes_without_recomputing_finished_stages(faces, e2e_home)
     resumed = run_cli(*CELL, *_faces_args(faces), "--seed", "7", "--home", str(e2e_home))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     lines = {line.split("│")[1].strip(): line for line in resumed.stdout.splitlines() if line.count("│") >= 4}
-    assert "cached" in lines["defense"] and "cached" in lines["data"]
-    assert "computed" in lines["generate"]
+    assert "cached" in lines["defense"] and "cached" in lines["clean"]
+    assert "computed" in lines["generated"]
     assert len(list((e2e_home / "results" / "records").glob("*.json"))) == 2
 
 

@@ -1,0 +1,111 @@
+"""Executors run a Plan's stages in dependency order, skipping cached ones.
+
+local: in this process (default), or a pool of worker processes for independent
+stages (`--workers N`); ray: an existing Ray cluster (`--executor ray --address
+auto`) that places stages by their declared resources, retries failed ones and
+reads/writes artifacts on a filesystem all workers share."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Callable
+
+from .artifacts import ArtifactStore
+from .errors import BenchError
+from .planner import Plan
+from .stages import StageEnv, StageSpec, execute
+
+Report = Callable[[StageSpec, bool, float], None]  # (stage, cached, seconds)
+
+
+def _ready(plan: Plan, done: set, running: set) -> list[StageSpec]:
+    return [st for sid, st in plan.stages.items() if sid not in done and sid not in running and all(d in done for d in st.deps)]
+
+
+def _run_one(env: StageEnv, spec: StageSpec) -> tuple[tuple[str, str], bool, float]:
+    started = time.time()
+    art = execute(env, spec, log=lambda m: None if env.quiet else print(m))
+    return spec.id, art.cached, float(art.meta.get("seconds", time.time() - started))
+
+
+class LocalExecutor:
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, workers)
+
+    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
+        store = ArtifactStore(env.home / "artifacts")
+        done = {sid for sid, cached in plan.status(store).items() if cached}
+        for sid in done:
+            art = store.get(*sid)
+            report(plan.stages[sid], True, float(art.meta.get("seconds", 0.0)))
+        if self.workers == 1:
+            while len(done) < len(plan.stages):
+                ready = _ready(plan, done, set())
+                if not ready:
+                    raise BenchError("internal: the stage graph has a cycle or a missing dependency")
+                for st in ready:
+                    art = execute(env, st, log)
+                    done.add(st.id)
+                    report(st, art.cached, float(art.meta.get("seconds", 0.0)))
+            return
+        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+            running: dict = {}
+            while len(done) < len(plan.stages):
+                for st in _ready(plan, done, set(running.values())):
+                    running[pool.submit(_run_one, env, st)] = st.id
+                if not running:
+                    raise BenchError("internal: the stage graph has a cycle or a missing dependency")
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    sid = running.pop(fut)
+                    _, cached, seconds = fut.result()  # a BenchError in a worker surfaces here
+                    done.add(sid)
+                    report(plan.stages[sid], cached, seconds)
+
+
+class RayExecutor:
+    """Stages become Ray tasks; a task waits for its upstream tasks' results.
+    GPU stages request `num_gpus=1` when their plugin declares GPU memory and the
+    cluster has GPUs; failed tasks (a killed worker) are retried `retries` times."""
+
+    def __init__(self, address: str | None = None, retries: int = 2, num_cpus: int | None = None):
+        self.address, self.retries, self.num_cpus = address, retries, num_cpus
+
+    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise BenchError("the ray executor needs Ray: pip install 'ray[default]'") from None
+        if not ray.is_initialized():
+            kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+            ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        store = ArtifactStore(env.home / "artifacts")
+        cached = plan.status(store)
+
+        @ray.remote(max_retries=self.retries, retry_exceptions=False)
+        def task(env: StageEnv, spec: StageSpec, *upstream):
+            return _run_one(env, spec)
+
+        refs: dict = {}
+        pending = {}
+        for sid, st in plan.stages.items():  # insertion order is a dependency order
+            if cached[sid]:
+                report(st, True, float(store.get(*sid).meta.get("seconds", 0.0)))
+                continue
+            opts = {"num_gpus": 1} if gpus and st.needs else {}
+            ref = task.options(**opts).remote(env, st, *[refs[d] for d in st.deps if d in refs])
+            refs[sid] = ref
+            pending[ref] = st
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            st = pending.pop(ready[0])
+            try:
+                _, was_cached, seconds = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if hasattr(exc, "cause") else exc
+                if isinstance(cause, BenchError):
+                    raise cause from None
+                raise
+            report(st, was_cached, seconds)

@@ -1,0 +1,143 @@
+"""From cells to an artifact graph. Each cell becomes a chain of StageSpecs whose
+keys are known before anything runs; a matrix of cells shares every stage with the
+same key (a defense runs once per identity, a purification once per protected set)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import data
+from .artifacts import ArtifactStore, stable_hash
+from .plugin import ModelDefense, Recipe
+from .protocol import CellConfig, resolve
+from .registry import Registry
+from .stages import StageSpec, base_identity
+
+
+@dataclass
+class CellPlan:
+    proto: dict[str, Any]
+    cell_key: str
+    identity: str
+    clean: StageSpec
+    defense: StageSpec
+    purified: list[StageSpec]
+    personalized: StageSpec
+    generated: StageSpec
+    metrics: dict[str, StageSpec]
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return [self.clean, self.defense, *self.purified, self.personalized, self.generated, *self.metrics.values()]
+
+
+def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
+    proto = resolve(cfg, registry)  # validates every name and parameter before computing
+    common = {"profile": proto["profile"], "resolution": proto["resolution"]}
+    ds = proto["dataset"]
+    card = data.load_card(ds["card"])
+    raw = data.load_raw(card, ds.get("root"), ds.get("identity"))
+    proto["dataset"] = {**ds, "identity": raw.identity}
+    clean = StageSpec("clean", {
+        "resolution": proto["resolution"], "card": card["name"], "card_ref": ds["card"], "root": ds.get("root"), "identity": raw.identity,
+        "fingerprint": raw.fingerprint, "v": 1,
+    }, label=f"{raw.identity}", plugin="data")
+    base = base_identity(proto["base_model"])
+    base_source = {**proto["base_model"]}
+    seed = proto["seed"]
+
+    dspec = proto["defense"]
+    dcls = registry.get("defense", dspec["name"])
+    defense = StageSpec("defense", {**common, "clean": clean.key, "plugin": dspec, "seed": seed, "base": base_source,
+                                    "base_id": base}, deps=[clean.id], label=dspec["name"], plugin=dspec["name"],
+                        needs=dict(dcls.needs.gpu_memory_gb))
+    model_level = issubclass(dcls, ModelDefense)
+    if model_level:  # APDM: the attacker personalizes the PROTECTED model on CLEAN images
+        upstream = {"kind": "clean", "key": clean.key}
+        attack_base = {"defense_model": defense.key}
+        upstream_dep = clean.id
+    else:
+        upstream = {"kind": "defense", "key": defense.key}
+        attack_base = {"source": base_source, "base_id": base}
+        upstream_dep = defense.id
+
+    purified, merged = [], Recipe()
+    for link in proto["purifier"]:
+        pcls = registry.get("purifier", link["name"])
+        st = StageSpec("purified", {**common, "upstream": upstream, "clean": clean.key, "plugin": link, "seed": seed},
+                       deps=[upstream_dep, clean.id], label=link["name"], plugin=link["name"])
+        purified.append(st)
+        merged = merged.merge(pcls(link["params"], proto["profile"]).recipe())
+        upstream, upstream_dep = {"kind": "purified", "key": st.key}, st.id
+    recipe = merged.as_dict()
+
+    aspec = proto["attack"]
+    acls = registry.get("attack", aspec["name"])
+    base_deps = [defense.id] if model_level else []
+    personalized = StageSpec("personalized", {**common, "upstream": upstream, "plugin": aspec, "seed": seed, "base": attack_base,
+                                              "recipe": recipe}, deps=[upstream_dep, *base_deps], label=aspec["name"],
+                             plugin=aspec["name"], needs=dict(acls.needs.gpu_memory_gb))
+    generated = StageSpec("generated", {**common, "personalized": personalized.key, "plugin": aspec, "seed": seed,
+                                        "base": attack_base, "generation": proto["generation"], "recipe": recipe},
+                          deps=[personalized.id, *base_deps], label=f"{aspec['name']} generation", plugin=aspec["name"] + ":generate")
+    metrics = {}
+    for m in proto["metrics"]:
+        metrics[m["id"]] = StageSpec("metric", {**common, "images": generated.key, "references": clean.key, "metric": m},
+                                     deps=[generated.id, clean.id], label=m["id"], plugin=m["id"])
+    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, personalized, generated, metrics)
+
+
+@dataclass
+class Plan:
+    cells: list[CellPlan]
+    stages: dict[tuple[str, str], StageSpec] = field(default_factory=dict)  # unique, in dependency order
+
+    @classmethod
+    def build(cls, cells: list[CellPlan]) -> "Plan":
+        plan = cls(cells)
+        for cell in cells:
+            for st in cell.stages:
+                plan.stages.setdefault(st.id, st)
+        return plan
+
+    def status(self, store: ArtifactStore) -> dict[tuple[str, str], bool]:
+        """Stage id -> already cached?"""
+        return {sid: store.get(*sid) is not None for sid in self.stages}
+
+    def summary(self, store: ArtifactStore) -> list[dict[str, Any]]:
+        """Rows per (stage kind, plugin): total, cached, to compute, estimated seconds."""
+        cached = self.status(store)
+        history = _history(store)
+        rows: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        for sid, st in self.stages.items():
+            key = (st.kind, st.plugin or st.label)
+            rows[key]["total"] += 1
+            rows[key]["cached" if cached[sid] else "todo"] += 1
+        out = []
+        for (kind, plugin), c in rows.items():
+            est = history.get((kind, plugin))
+            out.append({"stage": kind, "plugin": plugin, "total": c["total"], "cached": c["cached"], "to_compute": c["todo"],
+                        "est_seconds": None if est is None else round(est * c["todo"], 1)})
+        order = {k: i for i, k in enumerate(("clean", "defense", "purified", "personalized", "generated", "metric"))}
+        return sorted(out, key=lambda r: (order[r["stage"]], r["plugin"]))
+
+
+def _history(store: ArtifactStore) -> dict[tuple[str, str], float]:
+    """Mean seconds of past artifacts per (kind, plugin): the plan's cost estimate."""
+    import json
+
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for kind_dir in (p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for art in kind_dir.iterdir():
+            try:
+                meta = json.loads((art / "artifact.json").read_text())
+            except (OSError, ValueError):
+                continue
+            inputs = meta.get("inputs") or {}
+            plugin = (inputs.get("plugin") or {}).get("name") or (inputs.get("metric") or {}).get("id") or "data"
+            if kind_dir.name == "generated":
+                plugin += ":generate"
+            acc[(kind_dir.name, plugin)].append(float(meta.get("seconds", 0.0)))
+    return {k: sum(v) / len(v) for k, v in acc.items()}

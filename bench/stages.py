@@ -1,0 +1,286 @@
+"""The six stage kinds of a cell and how each is computed from its inputs.
+
+A stage is fully described by (kind, inputs): `inputs` is plain JSON holding the
+plugin spec, parameters, seed and the keys of upstream artifacts, and its hash is
+the artifact key. `execute()` rebuilds everything it needs from that description
+and the artifact store, so any executor (in-process, a process pool, Ray workers)
+can run any stage whose upstream artifacts exist."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import data, models, zoo
+from .artifacts import Artifact, ArtifactStore, stable_hash
+from .context import Context
+from .errors import BenchError, BudgetExceeded
+from .images import linf, load_pngs, psnr, save_pngs, ssim
+from .plugin import Generation, GeneratedImage, ImageDefense, MetricResult, ModelDefense, ModelRef, Recipe, Subject
+from .registry import Registry
+
+KINDS = ("clean", "defense", "purified", "personalized", "generated", "metric")
+
+
+@dataclass
+class StageSpec:
+    kind: str
+    inputs: dict[str, Any]
+    deps: list[tuple[str, str]] = field(default_factory=list)  # (kind, key) of upstream stages
+    label: str = ""
+    plugin: str = ""  # plugin name, for cost estimates
+    needs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.inputs)
+
+    @property
+    def id(self) -> tuple[str, str]:
+        return (self.kind, self.key)
+
+
+@dataclass
+class StageEnv:
+    """What a worker needs besides the stage spec; small and picklable."""
+
+    home: Path
+    device: str = "cpu"
+    quiet: bool = False
+    plugin_files: list[str] = field(default_factory=list)
+
+    def registry(self) -> Registry:
+        reg = Registry()
+        for f in self.plugin_files:
+            reg.add_file(f)
+        return reg
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.home / "artifacts")
+
+
+def pair_measures(images: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, Any]:
+    """Per-image L-inf (0-255 units), PSNR and SSIM against paired references."""
+    per = [{"linf": linf(a, b), "psnr": psnr(a, b), "ssim": ssim(a, b)} for a, b in zip(images, refs)]
+    finite = [p["psnr"] for p in per if np.isfinite(p["psnr"])]
+    return {
+        "measured_linf": max(p["linf"] for p in per),
+        "psnr": float(np.mean(finite)) if finite else None,  # None: identical images (no noise)
+        "ssim": float(np.mean([p["ssim"] for p in per])),
+        "per_image": per,
+    }
+
+
+def base_identity(base_model: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a base model in keys, known before anything is downloaded or built."""
+    mid = base_model.get("id")
+    rev = base_model.get("revision")
+    if mid and mid.startswith("zoo:") and mid[4:] in zoo.ZOO:
+        rev = zoo.zoo_revision(mid[4:])
+    return {"id": None if base_model.get("path") else mid, "path": base_model.get("path"), "revision": rev}
+
+
+# ----------------------------------------------------------------- helpers
+def _ctx(env: StageEnv, inputs: dict[str, Any], store: ArtifactStore, log) -> Context:
+    return Context(profile=inputs["profile"], seed=inputs.get("seed", 0), resolution=inputs["resolution"], store=store,
+                   home=env.home, device=env.device, quiet=env.quiet, log=log)
+
+
+def _need(store: ArtifactStore, kind: str, key: str) -> Artifact:
+    art = store.get(kind, key)
+    if art is None:
+        raise BenchError(f"internal: upstream {kind} artifact {key} is missing")
+    return art
+
+
+def subject_from(art: Artifact) -> Subject:
+    return Subject(
+        identity=art.meta["identity"],
+        train=load_pngs(art.path / "train"),
+        surrogate=load_pngs(art.path / "surrogate"),
+        reference=load_pngs(art.path / "reference"),
+        train_names=[p.stem for p in sorted((art.path / "train").glob("*.png"))],
+    )
+
+
+def model_ref(inputs_base: dict[str, Any], store: ArtifactStore, zoo_root: Path) -> ModelRef:
+    """A base model, or a model-level defense's protected model (an artifact)."""
+    if inputs_base.get("defense_model"):
+        art = _need(store, "defense", inputs_base["defense_model"])
+        return ModelRef(path=art.path / "model", source=f"defense:{art.key}", revision=art.key)
+    return models.resolve(inputs_base["source"], zoo_root)
+
+
+def upstream_images(store: ArtifactStore, ref: dict[str, str], role: str = "images") -> list[np.ndarray]:
+    art = _need(store, ref["kind"], ref["key"])
+    return load_pngs(art.path / (role if ref["kind"] != "clean" else "train"))
+
+
+def _check_images(out: list, ref: list, who: str) -> None:
+    if len(out) != len(ref):
+        raise BenchError(f"{who} returned {len(out)} images for {len(ref)} inputs")
+    for o, r in zip(out, ref):
+        if not isinstance(o, np.ndarray) or o.dtype != np.uint8 or o.shape != r.shape:
+            got = f"{getattr(o, 'dtype', type(o).__name__)} {getattr(o, 'shape', '')}"
+            raise BenchError(f"{who} must return uint8 images shaped like its inputs {r.shape}, got {got}")
+
+
+# ----------------------------------------------------------------- execute
+def execute(env: StageEnv, spec: StageSpec, log=print) -> Artifact:
+    """Compute the stage unless its artifact exists (then it is returned as cached)."""
+    store = env.store()
+    found = store.get(spec.kind, spec.key)
+    if found is not None:
+        return found
+    build = BUILDERS[spec.kind](env, spec.inputs, store, log)
+    return store.ensure(spec.kind, spec.key, build, spec.inputs)
+
+
+def _build_clean(env, inputs, store, log):
+    def build(tmp: Path) -> dict:
+        card = data.load_card(inputs["card_ref"])
+        raw = data.load_raw(card, inputs.get("root"), inputs["identity"])
+        if raw.fingerprint != inputs["fingerprint"]:
+            raise BenchError(f"the images of {inputs['identity']!r} changed while the run was planned; run again")
+        subject = data.make_subject(raw, inputs["resolution"])
+        for role in ("train", "surrogate", "reference"):
+            save_pngs(getattr(subject, role), tmp / role, raw.names[role])
+        return {"identity": raw.identity, "card": card["name"], "counts": {r: len(v) for r, v in raw.roles.items()}}
+
+    return build
+
+
+def _build_defense(env, inputs, store, log):
+    reg = env.registry()
+    spec = inputs["plugin"]
+    defense = reg.create("defense", spec["name"], spec["params"], inputs["profile"])
+    ctx = _ctx(env, inputs, store, log)
+
+    def build(tmp: Path) -> dict:
+        subject = subject_from(_need(store, "clean", inputs["clean"]))
+        base = model_ref({"source": inputs["base"]}, store, ctx.zoo_root)
+        started = time.time()
+        if isinstance(defense, ModelDefense):
+            defense.protect_model(subject, base, ctx, tmp / "model")
+            return {"level": "model", "seconds_total": round(time.time() - started, 3), "notes": ctx.notes.pop("defense", {})}
+        if not isinstance(defense, ImageDefense):
+            raise BenchError(f"defense {defense.name!r} implements neither ImageDefense nor ModelDefense")
+        out = defense.protect(subject, base, ctx)
+        seconds = time.time() - started
+        _check_images(out, subject.train, f"defense {defense.name}")
+        save_pngs(out, tmp / "images", subject.train_names)
+        saved = load_pngs(tmp / "images")  # measure what an attacker would download
+        meas = pair_measures(saved, subject.train)
+        budget = defense.budget()
+        if budget is not None and meas["measured_linf"] > budget + 1e-9:
+            rejected = env.home / "rejected" / f"defense-{defense.name}-{stable_hash(inputs)}"
+            shutil.rmtree(rejected, ignore_errors=True)
+            shutil.copytree(tmp / "images", rejected)
+            raise BudgetExceeded(
+                f"defense {defense.name!r} exceeds its budget: measured L-inf {meas['measured_linf']}/255 on the saved PNGs "
+                f"> declared {budget:g}/255 (images kept for inspection in {rejected})"
+            )
+        return {
+            "level": "image", "budget": budget, **meas, "seconds_total": round(seconds, 3),
+            "seconds_per_image": round(seconds / max(1, len(out)), 4), "notes": ctx.notes.pop("defense", {}),
+        }
+
+    return build
+
+
+def _build_purified(env, inputs, store, log):
+    reg = env.registry()
+    spec = inputs["plugin"]
+    purifier = reg.create("purifier", spec["name"], spec["params"], inputs["profile"])
+    ctx = _ctx(env, inputs, store, log)
+
+    def build(tmp: Path) -> dict:
+        images = upstream_images(store, inputs["upstream"])
+        clean = subject_from(_need(store, "clean", inputs["clean"]))
+        started = time.time()
+        out = purifier.purify(images, ctx)
+        seconds = time.time() - started
+        _check_images(out, images, f"purifier {purifier.name}")
+        save_pngs(out, tmp / "images", clean.train_names)
+        saved = load_pngs(tmp / "images")
+        recipe = purifier.recipe()
+        vs_in, vs_clean = pair_measures(saved, images), pair_measures(saved, clean.train)
+        return {
+            "name": purifier.name,
+            "vs_input": {k: vs_in[k] for k in ("measured_linf", "psnr", "ssim")},
+            "vs_clean": {k: vs_clean[k] for k in ("measured_linf", "psnr", "ssim")},
+            "seconds_per_image": round(seconds / max(1, len(out)), 4),
+            "recipe": recipe.as_dict() if recipe else None,
+            "notes": ctx.notes.pop("purifier", {}),
+        }
+
+    return build
+
+
+def _build_personalized(env, inputs, store, log):
+    reg = env.registry()
+    spec = inputs["plugin"]
+    attack = reg.create("attack", spec["name"], spec["params"], inputs["profile"])
+    ctx = _ctx(env, inputs, store, log)
+
+    def build(tmp: Path) -> dict:
+        images = upstream_images(store, inputs["upstream"])
+        base = model_ref(inputs["base"], store, ctx.zoo_root)
+        attack.personalize(images, base, Recipe(**inputs["recipe"]), ctx, tmp / "model")
+        return {"zero_shot": attack.zero_shot, "notes": ctx.notes.pop("attack", {})}
+
+    return build
+
+
+def _build_generated(env, inputs, store, log):
+    reg = env.registry()
+    spec = inputs["plugin"]
+    attack = reg.create("attack", spec["name"], spec["params"], inputs["profile"])
+    ctx = _ctx(env, inputs, store, log)
+
+    def build(tmp: Path) -> dict:
+        pers = _need(store, "personalized", inputs["personalized"])
+        base = model_ref(inputs["base"], store, ctx.zoo_root)
+        gen = Generation(**inputs["generation"], seed=inputs["seed"], resolution=inputs["resolution"])
+        out: list[GeneratedImage] = attack.generate(pers.path / "model", base, gen, Recipe(**inputs["recipe"]), ctx)
+        if not out:
+            raise BenchError(f"attack {attack.name!r} generated no images")
+        names = [f"{i:04d}.png" for i in range(len(out))]
+        save_pngs([g.image for g in out], tmp / "images", names)
+        return {"images": [{"file": n, "prompt": g.prompt, "seed": g.seed} for n, g in zip(names, out)]}
+
+    return build
+
+
+def _build_metric(env, inputs, store, log):
+    reg = env.registry()
+    m = inputs["metric"]
+    metric = reg.create("metric", m["name"], m["params"], inputs["profile"])
+    ctx = _ctx(env, inputs, store, log)
+
+    def build(tmp: Path) -> dict:
+        images = load_pngs(_need(store, "generated", inputs["images"]).path / "images")
+        refs = subject_from(_need(store, "clean", inputs["references"])).reference
+        ok, reason = metric.available()
+        res = metric.compute(images, refs, ctx) if ok else MetricResult.unavailable(reason)
+        return {
+            "value": res.value, "status": res.status, "per_image": res.per_image, "extra": res.extra,
+            "higher_is_better": metric.higher_is_better, "target": metric.target,
+        }
+
+    return build
+
+
+BUILDERS = {
+    "clean": _build_clean,
+    "defense": _build_defense,
+    "purified": _build_purified,
+    "personalized": _build_personalized,
+    "generated": _build_generated,
+    "metric": _build_metric,
+}
