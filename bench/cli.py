@@ -318,6 +318,101 @@ def data(
         out.print("identities: " + ", ".join(data_mod.identities(c, root)))
 
 
+@app.command()
+def new(
+    kind: str = typer.Argument(..., help="defense | purifier | metric"),
+    name: str = typer.Argument(..., help="plugin name, e.g. my-defense"),
+    folder: Path = typer.Option(Path("."), "--dir", help="where to create bench-<name>/"),
+):
+    """Scaffold a plugin package (entry point, class, conformance test)."""
+    from .kit import scaffold
+
+    root = scaffold(kind, name, folder)
+    out.print(f"created {root}: pip install -e {root} && bench check plugin {name} --kind {kind}")
+
+
+check_app = typer.Typer(help="Conformance checks.", no_args_is_help=True)
+app.add_typer(check_app, name="check")
+
+
+@check_app.command("plugin")
+def check_plugin_cmd(
+    name: str = typer.Argument(..., help="plugin name"),
+    kind: str = typer.Option("defense", "--kind", help="defense | purifier | metric"),
+    plugin: list[str] = typer.Option([], "--plugin", help="plugin file not installed as a package"),
+):
+    """Conformance: schema, modes and shapes, determinism, budget on saved PNGs, speed."""
+    from .kit import check_plugin
+
+    if kind not in KIND_NAMES:
+        raise BenchError(f"unknown kind {kind!r}")
+    report = check_plugin(KIND_NAMES[kind], name, plugin_files=plugin)
+    out.print(_fmt(report.text()))
+    if not report.passed:
+        sys.exit(1)
+
+
+@app.command()
+def submit(
+    defense: str = typer.Option(..., "--defense", help="the defense whose results to package"),
+    output: Path = typer.Option(Path("submission.zip"), "--out"),
+    home: Optional[Path] = typer.Option(None, "--home"),
+    plugin: list[str] = typer.Option([], "--plugin"),
+):
+    """Package a defense's results into a hash-verified bundle."""
+    from .runner import default_home
+    from .submissions import submit as do_submit
+
+    path = do_submit(home or default_home(), defense, output, _registry(plugin))
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def ingest(
+    bundle: Path = typer.Argument(..., help="a bundle written by bench submit"),
+    home: Optional[Path] = typer.Option(None, "--home"),
+):
+    """Validate a bundle (schema, hashes) and add it to the results database. Runs no code."""
+    from .runner import default_home
+    from .submissions import ingest as do_ingest
+
+    summary = do_ingest(bundle, home or default_home())
+    out.print(f"ingested {len(summary['records'])} records of {summary['defense']} (bundle {summary['bundle_hash'][:16]})")
+
+
+@app.command()
+def leaderboard(
+    port: int = typer.Option(8501, "--port", help="local port; the page listens on 127.0.0.1 only"),
+    home: Optional[Path] = typer.Option(None, "--home", help="results home (default $BENCH_HOME or ./.bench)"),
+):
+    """Leaderboard web page (Streamlit) on the results of a home; read-only."""
+    from leaderboard.serve import serve
+
+    try:
+        serve(home, port)
+    except (RuntimeError, ValueError) as exc:
+        raise BenchError(str(exc)) from None
+
+
+@app.command()
+def export(
+    fmt: str = typer.Option("md", "--format", help="csv | md | latex"),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="file to write (default: print)"),
+    home: Optional[Path] = typer.Option(None, "--home", help="results home (default $BENCH_HOME or ./.bench)"),
+):
+    """The leaderboard tables, one per protocol group, as CSV, Markdown or LaTeX."""
+    from leaderboard.export import export as export_tables
+
+    try:
+        text = export_tables(home, fmt, out_path)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    if out_path:
+        err.print(f"wrote {out_path}")
+    else:
+        sys.stdout.write(text)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -117,7 +117,7 @@ class Runner:
             },
             "recipe": cell.personalized.inputs["recipe"],
             "metrics": metrics,
-            "environment": _environment(self.device),
+            "environment": {**_environment(self.device), "threads": self.env.threads},
         }
 
 

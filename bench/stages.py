@@ -53,6 +53,9 @@ class StageEnv:
     device: str = "cpu"
     quiet: bool = False
     plugin_files: list[str] = field(default_factory=list)
+    # CPU float results depend on how reductions are split across threads: every
+    # executor runs stages with the driver's thread count so records match exactly.
+    threads: int = field(default_factory=lambda: _default_threads())
 
     def registry(self) -> Registry:
         reg = Registry()
@@ -62,6 +65,12 @@ class StageEnv:
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.home / "artifacts")
+
+
+def _default_threads() -> int:
+    import os
+
+    return int(os.environ.get("BENCH_THREADS", 0)) or len(os.sched_getaffinity(0))
 
 
 def pair_measures(images: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, Any]:
@@ -137,6 +146,9 @@ def execute(env: StageEnv, spec: StageSpec, log=print) -> Artifact:
     found = store.get(spec.kind, spec.key)
     if found is not None:
         return found
+    import torch
+
+    torch.set_num_threads(env.threads)
     build = BUILDERS[spec.kind](env, spec.inputs, store, log)
     return store.ensure(spec.kind, spec.key, build, spec.inputs)
 

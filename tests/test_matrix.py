@@ -1,0 +1,219 @@
+"""Matrix runs: shared-stage planning, executors (local, process pool, Ray with a
+killed worker), the plugin conformance kit, and tamper-evident submissions."""
+
+import json
+import shutil
+import textwrap
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.executors import LocalExecutor, RayExecutor
+from bench.kit import check_plugin, scaffold
+from bench.registry import Registry
+from bench.runner import Runner
+from bench.submissions import ingest, submit
+from bench.sweep import expand
+from conftest import run_cli
+
+SMALL = ["attack.steps=1", "attack.num_class_images=1", "generation.images_per_prompt=1", "generation.steps=2",
+         "generation.prompts=[a photo of sks person]", "metrics=brisque[libsvm]"]
+
+PLUGINS = textwrap.dedent('''
+    import os
+    import numpy as np
+    from pathlib import Path
+    from bench.params import Param
+    from bench.plugin import ImageDefense
+
+    class Shift(ImageDefense):
+        name = "shift"
+        summary = "uniform +eps shift (test plugin)"
+        params = [Param("eps", float, 3.0, source="test", ge=0)]
+
+        def budget(self):
+            return self.p.eps
+
+        def protect(self, subject, base, ctx):
+            return [np.clip(i.astype(int) + int(self.p.eps), 0, 255).astype(np.uint8) for i in subject.train]
+
+    class Crashy(Shift):
+        """Kills its worker process the first time it runs (a node lost mid-stage)."""
+        name = "crashy"
+        summary = "dies once, then behaves (test plugin)"
+
+        def protect(self, subject, base, ctx):
+            marker = Path(os.environ["CRASH_MARKER"])
+            if not marker.exists():
+                marker.write_text("crashed once")
+                os._exit(1)
+            return super().protect(subject, base, ctx)
+
+    class Noisy(Shift):
+        name = "noisy"
+        summary = "ignores the seed (test plugin)"
+
+        def protect(self, subject, base, ctx):
+            rng = np.random.default_rng()
+            return [np.clip(i.astype(int) + rng.integers(-2, 3, i.shape), 0, 255).astype(np.uint8) for i in subject.train]
+
+    class Greedy(Shift):
+        name = "greedy"
+        summary = "declares 3/255, adds 6/255 (test plugin)"
+
+        def protect(self, subject, base, ctx):
+            return [np.clip(i.astype(int) + 6, 0, 255).astype(np.uint8) for i in subject.train]
+''')
+
+
+@pytest.fixture(scope="module")
+def two_identities(faces, tmp_path_factory):
+    """Two identities in the Anti-DreamBooth layout: n000050, and rid_103 split into sets."""
+    root = tmp_path_factory.mktemp("faces")
+    shutil.copytree(faces / "n000050", root / "n000050")
+    files = sorted((faces / "rid_103").glob("*.jpg"))
+    for i, f in enumerate(files):
+        d = root / "rid_103" / f"set_{'ABC'[i // 4]}"
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, d / f.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def plugin_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("plugins") / "test_plugins.py"
+    p.write_text(PLUGINS)
+    return p
+
+
+def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
+    reg = Registry()
+    cell = {"dataset": {"card": "anti-db", "root": str(two_identities)}}
+    cfgs = expand(cell, "all", "all", "all", ["n000050", "rid_103"], [0], [], reg)
+    n_def, n_pur, n_att = len(reg.names("defense")), len(reg.names("purifier")), len(reg.names("attack"))
+    assert len(cfgs) == n_def * n_pur * n_att * 2
+    runner = Runner(home=tmp_path, registry=reg, quiet=True)
+    plan = runner.plan(cfgs)
+    kinds = Counter(kind for kind, _ in plan.stages)
+    assert kinds["clean"] == 2
+    assert kinds["defense"] == n_def * 2  # each defense once per identity
+    assert kinds["purified"] == n_pur * n_def * 2  # each purification once per protected set
+    assert kinds["personalized"] == n_pur * n_def * n_att * 2
+    assert not any(runner.store.root.joinpath(k).exists() for k in ("defense", "purified"))  # nothing computed
+    res = run_cli("run", "--defense", "all", "--purifier", "all", "--attack", "all", "--identities", "n000050,rid_103",
+                  "--dataset", "anti-db", "--data-root", str(two_identities), "--dry-run", "--home", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert f"plan: {len(cfgs)} cells" in res.stdout and "to compute" in res.stdout
+
+
+def _small_cells(reg, root, defenses):
+    return expand({"dataset": {"card": "anti-db", "root": str(root)}}, defenses, ["none", "jpeg"], ["dreambooth"],
+                  ["n000050"], [0], SMALL, reg)
+
+
+def _essence(records):
+    """What must match between executors: keys, artifacts, metric values (BRISQUE's
+    optimiser differs in the 12th digit with the BLAS thread layout, hence rounding)."""
+    def rounded(m):
+        return {k: {"value": round(v["value"], 6) if v["value"] is not None else None, "status": v["status"]} for k, v in m.items()}
+
+    return sorted((r["cell_key"], json.dumps(rounded(r["metrics"]), sort_keys=True), r["stages"]["defense"]["artifact"],
+                   r["stages"]["generate"]["artifact"]) for r in records)
+
+
+def test_ray_cluster_matches_local_and_retries_a_killed_worker(two_identities, plugin_file, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.setenv("CRASH_MARKER", str(tmp_path / "crashed"))
+    reg = Registry()
+    reg.add_file(plugin_file)
+    cfgs = _small_cells(reg, two_identities, ["none", "crashy"])
+    local = Runner(home=tmp_path / "local", registry=reg, quiet=True, plugin_files=[str(plugin_file)])
+    (tmp_path / "crashed").write_text("skip the crash locally")
+    local_records = local.run_many(cfgs, LocalExecutor())
+    (tmp_path / "crashed").unlink()
+    import os
+
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"CRASH_MARKER": str(tmp_path / "crashed"), "BENCH_ZOO": os.environ["BENCH_ZOO"]}})
+        remote = Runner(home=tmp_path / "ray", registry=reg, quiet=True, plugin_files=[str(plugin_file)])
+        ray_records = remote.run_many(cfgs, RayExecutor(retries=2))
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "crashed").exists()  # the worker really died once...
+    assert _essence(ray_records) == _essence(local_records)  # ...was retried, and the records match
+
+
+def test_process_pool_matches_sequential(two_identities, plugin_file, tmp_path):
+    reg = Registry()
+    reg.add_file(plugin_file)
+    cfgs = _small_cells(reg, two_identities, ["none", "shift"])
+    seq = Runner(home=tmp_path / "a", registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(cfgs)
+    par = Runner(home=tmp_path / "b", registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(cfgs, LocalExecutor(workers=2))
+    assert _essence(seq) == _essence(par)
+
+
+def test_conformance_kit(plugin_file, tmp_path):
+    reg = Registry()
+    reg.add_file(plugin_file)
+    good = check_plugin("defense", "shift", registry=reg)
+    assert good.passed, good.text()
+    greedy = check_plugin("defense", "greedy", registry=reg)
+    assert not greedy.passed and "measured L-inf 6/255, declared 3/255" in greedy.text()
+    noisy = check_plugin("defense", "noisy", registry=reg)
+    assert not noisy.passed and "same seed gave different images" in noisy.text()
+    res = run_cli("check", "plugin", "greedy", "--plugin", str(plugin_file))
+    assert res.returncode == 1 and "FAILS" in res.stdout
+    root = scaffold("defense", "my-noise", tmp_path)
+    assert (root / "pyproject.toml").read_text().count('my-noise = "bench_my_noise.defense:MyNoiseDefense"') == 1
+    scaffolded = Registry()
+    scaffolded.add_file(root / "bench_my_noise" / "defense.py")
+    report = check_plugin("defense", "my-noise", registry=scaffolded)
+    assert report.passed, report.text()
+    with pytest.raises(BenchError, match="must be lower case"):
+        scaffold("defense", "Bad Name", tmp_path)
+
+
+def test_submission_round_trip_and_tamper_detection(two_identities, plugin_file, tmp_path):
+    reg = Registry()
+    reg.add_file(plugin_file)
+    home = tmp_path / "h"
+    Runner(home=home, registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(_small_cells(reg, two_identities, ["shift"]))
+    bundle = submit(home, "shift", tmp_path / "shift.zip", reg)
+    summary = ingest(bundle, tmp_path / "board")
+    assert len(summary["records"]) == 2
+    assert len(list((tmp_path / "board" / "results" / "records").glob("*.json"))) == 2
+
+    def tampered(name, edit):
+        out = tmp_path / name
+        with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as dst:
+            for item in src.namelist():
+                data = src.read(item)
+                dst.writestr(item, edit(item, data))
+        return out
+
+    def better_metric(item, data):
+        if item.startswith("records/"):
+            rec = json.loads(data)
+            rec["metrics"]["brisque[libsvm]"]["value"] = 1.0
+            return json.dumps(rec).encode()
+        return data
+
+    with pytest.raises(BenchError, match="was modified"):
+        ingest(tampered("t1.zip", better_metric), tmp_path / "board2")
+
+    def smuggle(item, data):
+        if item == "manifest.json":
+            m = json.loads(data)
+            m["files"]["evil.py"] = "0" * 64
+            return json.dumps(m).encode()
+        return data
+
+    with pytest.raises(BenchError, match="manifest was altered"):
+        ingest(tampered("t2.zip", smuggle), tmp_path / "board3")
+    res = run_cli("ingest", str(tmp_path / "t1.zip"), "--home", str(tmp_path / "board4"))
+    assert res.returncode == 2 and "SHA-256 mismatch" in res.stderr
