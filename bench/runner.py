@@ -99,7 +99,7 @@ class Runner:
         metrics = {}
         for mid, st in cell.metrics.items():
             meta = self._art(st).meta
-            metrics[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "per_image", "extra")}
+            metrics[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "target", "per_image", "extra")}
         return {
             "cell_key": cell.cell_key,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,1 +1,1 @@
-"""Built-in leaderboard plugins; each module registers through an entry point in pyproject.toml."""
+"""The leaderboard: a read-only Streamlit page and CSV/Markdown/LaTeX exports over a results home."""
