@@ -222,7 +222,8 @@ def protocol_group(resolved: dict[str, Any]) -> str:
             "base_model": resolved["base_model"],
             "generation": resolved["generation"],
             "dataset": resolved["dataset"].get("card"),
-            "metrics": [m["id"] for m in resolved["metrics"]],
+            # full metric specs: a definition or pooling change alters values without changing the id
+            "metrics": [[m["id"], m["params"]] for m in resolved["metrics"]],
         },
         length=12,
     )

@@ -9,3 +9,8 @@ $PY -m pip install -q -e ".[test]"
 # facenet-pytorch (MTCNN, weights inside the wheel) pins torch<2.3 in its metadata but runs on
 # current torch; --no-deps keeps pip from downgrading torch.
 $PY -m pip install -q --no-deps "facenet-pytorch==2.6.0"
+# Metric backends whose weights users supply (offline they report "unavailable"). --no-deps:
+# insightface/deepface/retina-face would pull a second OpenCV build over opencv-python-headless
+# (same cv2 module) and pyiqa ~30 packages its BRISQUE/LIQE code never uses.
+$PY -m pip install -q "torchmetrics>=1.3" "torch-fidelity>=0.3" "piq>=0.8" onnx onnxruntime gdown
+$PY -m pip install -q --no-deps "insightface==2.1" "deepface==0.0.103" "retina-face==0.0.19" "pyiqa==0.1.16"

@@ -1,0 +1,131 @@
+"""Statistics across identities, as the leaderboard reports them.
+
+Input: a pandas DataFrame of records with columns identity, defense, metric, value
+(more columns - attack, purifier, seed - may be named in `by`). The unit of
+replication is the identity: values are first averaged per identity (over seeds or
+repeated rows), then
+- mean +- std (sample std, ddof=1) and a seeded percentile-bootstrap 95% CI of the
+  mean across identities;
+- a paired Wilcoxon signed-rank test of each defense against the undefended
+  baseline on the identities both have (DiffShortcut, "Investigating and Defending
+  Shortcut Learning in Personalized Diffusion Models", Table 1: "significant
+  improvement that passes the Wilcoxon signed-rank significance test with p <= 0.01").
+Pure functions: no I/O, no global state; rows whose value is None/NaN (unavailable or
+undefined metrics) are dropped before anything is computed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+REQUIRED = ("identity", "defense", "metric", "value")
+
+
+def _clean(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in (*REQUIRED, *by) if c not in df.columns]
+    if missing:
+        raise ValueError(f"records lack column(s) {missing}; need {list(REQUIRED)} and {list(by)}")
+    out = df.copy()
+    out["value"] = pd.to_numeric(out["value"], errors="coerce")
+    return out[np.isfinite(out["value"].to_numpy(dtype=float))]
+
+
+def per_identity(df: pd.DataFrame, by: Sequence[str] = ("defense", "metric")) -> pd.DataFrame:
+    """One row per (by..., identity): the mean of that identity's values, and how many."""
+    by = list(by)
+    clean = _clean(df, by)
+    g = clean.groupby([*by, "identity"], sort=True)["value"]
+    return g.agg(value="mean", n_rows="size").reset_index()
+
+
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 10000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (resampling identities with replacement)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    if x.size == 1:
+        return (float(x[0]), float(x[0]))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def summarize(
+    df: pd.DataFrame,
+    by: Sequence[str] = ("defense", "metric"),
+    n_boot: int = 10000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per group: n identities, mean, std (ddof=1), bootstrap CI [ci_low, ci_high]."""
+    by = list(by)
+    ident = per_identity(df, by)
+    rows = []
+    for key, grp in ident.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        v = grp["value"].to_numpy(dtype=float)
+        lo, hi = bootstrap_ci(v, n_boot=n_boot, level=level, seed=seed)
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                "n_identities": int(v.size),
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*by, "n_identities", "mean", "std", "ci_low", "ci_high"])
+
+
+def wilcoxon_vs_baseline(
+    df: pd.DataFrame,
+    baseline: str = "none",
+    condition: str = "defense",
+    by: Sequence[str] = ("metric",),
+    alternative: str = "two-sided",
+) -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank (scipy.stats.wilcoxon) of every `condition` value
+    against `baseline`, per group of `by`, on identities present in both.
+
+    diff = condition - baseline per identity; `median_diff` gives the direction (read
+    it with the metric's higher_is_better). p is NaN when fewer than 1 pair or all
+    differences are zero (the test is undefined)."""
+    by = list(by)
+    ident = per_identity(df, [*by, condition])
+    rows = []
+    for key, grp in ident.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        wide = grp.pivot(index="identity", columns=condition, values="value")
+        if baseline not in wide.columns:
+            continue
+        for cond in wide.columns:
+            if cond == baseline:
+                continue
+            pair = wide[[baseline, cond]].dropna()
+            d = (pair[cond] - pair[baseline]).to_numpy(dtype=float)
+            stat = p = float("nan")
+            if d.size >= 1 and np.any(d != 0):
+                res = sps.wilcoxon(pair[cond].to_numpy(float), pair[baseline].to_numpy(float), alternative=alternative)
+                stat, p = float(res.statistic), float(res.pvalue)
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    condition: cond,
+                    "baseline": baseline,
+                    "n_pairs": int(d.size),
+                    "median_diff": float(np.median(d)) if d.size else float("nan"),
+                    "statistic": stat,
+                    "p_value": p,
+                }
+            )
+    cols = [*by, condition, "baseline", "n_pairs", "median_diff", "statistic", "p_value"]
+    return pd.DataFrame(rows, columns=cols)
