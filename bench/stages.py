@@ -100,6 +100,13 @@ def _ctx(env: StageEnv, inputs: dict[str, Any], store: ArtifactStore, log) -> Co
                    home=env.home, device=env.device, quiet=env.quiet, log=log)
 
 
+def _plugin_and_ctx(env: StageEnv, kind: str, inputs: dict[str, Any], store: ArtifactStore, log):
+    """The stage's plugin instance (parameters validated again in the worker) and its Context."""
+    spec = inputs["metric"] if kind == "metric" else inputs["plugin"]
+    plugin = env.registry().create(kind, spec["name"], spec["params"], inputs["profile"])
+    return plugin, _ctx(env, inputs, store, log)
+
+
 def _need(store: ArtifactStore, kind: str, key: str) -> Artifact:
     art = store.get(kind, key)
     if art is None:
@@ -168,10 +175,7 @@ def _build_clean(env, inputs, store, log):
 
 
 def _build_defense(env, inputs, store, log):
-    reg = env.registry()
-    spec = inputs["plugin"]
-    defense = reg.create("defense", spec["name"], spec["params"], inputs["profile"])
-    ctx = _ctx(env, inputs, store, log)
+    defense, ctx = _plugin_and_ctx(env, "defense", inputs, store, log)
 
     def build(tmp: Path) -> dict:
         subject = subject_from(_need(store, "clean", inputs["clean"]))
@@ -206,10 +210,7 @@ def _build_defense(env, inputs, store, log):
 
 
 def _build_purified(env, inputs, store, log):
-    reg = env.registry()
-    spec = inputs["plugin"]
-    purifier = reg.create("purifier", spec["name"], spec["params"], inputs["profile"])
-    ctx = _ctx(env, inputs, store, log)
+    purifier, ctx = _plugin_and_ctx(env, "purifier", inputs, store, log)
 
     def build(tmp: Path) -> dict:
         images = upstream_images(store, inputs["upstream"])
@@ -235,10 +236,7 @@ def _build_purified(env, inputs, store, log):
 
 
 def _build_personalized(env, inputs, store, log):
-    reg = env.registry()
-    spec = inputs["plugin"]
-    attack = reg.create("attack", spec["name"], spec["params"], inputs["profile"])
-    ctx = _ctx(env, inputs, store, log)
+    attack, ctx = _plugin_and_ctx(env, "attack", inputs, store, log)
 
     def build(tmp: Path) -> dict:
         images = upstream_images(store, inputs["upstream"])
@@ -250,10 +248,7 @@ def _build_personalized(env, inputs, store, log):
 
 
 def _build_generated(env, inputs, store, log):
-    reg = env.registry()
-    spec = inputs["plugin"]
-    attack = reg.create("attack", spec["name"], spec["params"], inputs["profile"])
-    ctx = _ctx(env, inputs, store, log)
+    attack, ctx = _plugin_and_ctx(env, "attack", inputs, store, log)
 
     def build(tmp: Path) -> dict:
         pers = _need(store, "personalized", inputs["personalized"])
@@ -270,10 +265,7 @@ def _build_generated(env, inputs, store, log):
 
 
 def _build_metric(env, inputs, store, log):
-    reg = env.registry()
-    m = inputs["metric"]
-    metric = reg.create("metric", m["name"], m["params"], inputs["profile"])
-    ctx = _ctx(env, inputs, store, log)
+    metric, ctx = _plugin_and_ctx(env, "metric", inputs, store, log)
 
     def build(tmp: Path) -> dict:
         images = load_pngs(_need(store, "generated", inputs["images"]).path / "images")
