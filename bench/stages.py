@@ -259,7 +259,8 @@ def _build_generated(env, inputs, store, log):
             raise BenchError(f"attack {attack.name!r} generated no images")
         names = [f"{i:04d}.png" for i in range(len(out))]
         save_pngs([g.image for g in out], tmp / "images", names)
-        return {"images": [{"file": n, "prompt": g.prompt, "seed": g.seed} for n, g in zip(names, out)]}
+        return {"images": [{"file": n, "prompt": g.prompt, "seed": g.seed} for n, g in zip(names, out)],
+                "notes": ctx.notes.pop("attack", {})}
 
     return build
 
