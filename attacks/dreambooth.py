@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import sd
-from bench.images import load_pngs, save_pngs
+from bench.class_images import class_images
 from bench.models import load_sd
 from bench.params import Needs, Param
 from bench.plugin import Attack, GeneratedImage
@@ -44,27 +44,11 @@ class DreamBooth(Attack):
 
     # ------------------------------------------------------------ training
     def class_images(self, base, ctx) -> list[np.ndarray]:
-        """Prior-preservation images from the base model, cached across cells."""
-        n = self.p.num_class_images
-        if n == 0 or self.p.prior_weight == 0:
+        """Prior-preservation images from the base model, cached across cells (and
+        shared with the DreamBooth-style surrogates of the defenses)."""
+        if self.p.prior_weight == 0:
             return []
-        inputs = {
-            "base": {"source": base.source, "revision": base.revision}, "prompt": self.p.class_prompt, "count": n,
-            "steps": self.p.class_steps, "resolution": ctx.resolution, "sampler": "dpm-solver", "seed": 0,
-        }
-
-        def build(tmp: Path) -> dict:
-            pipe = sd.pipeline(load_sd(base, ctx.device), "dpm-solver")
-            imgs = []
-            with ctx.progress("class images", n) as advance:
-                for i in range(n):
-                    imgs += sd.generate(pipe, [self.p.class_prompt], [i], self.p.class_steps, 7.5, "", ctx.resolution)
-                    advance()
-            save_pngs(imgs, tmp / "images")
-            return {"count": n}
-
-        art = ctx.cached("class_images", inputs, build)
-        return load_pngs(art.path / "images")
+        return class_images(base, ctx, self.p.class_prompt, self.p.num_class_images, self.p.class_steps)
 
     def personalize(self, images, base, recipe, ctx, out_dir):
         import torch
@@ -126,6 +110,8 @@ class DreamBooth(Attack):
     def generate(self, personalized, base, gen, recipe, ctx):
         pipe = sd.pipeline(self.load_personalized(personalized, base, ctx), gen.sampler)
         negative = ", ".join(x for x in (gen.negative_prompt, recipe.negative_prompt) if x)
+        ctx.notes["attack"] = {"negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps,
+                               "guidance_scale": gen.guidance_scale}
         out = []
         jobs = [(p + recipe.sample_suffix, gen.seed * 100003 + i) for p in gen.prompts for i in range(gen.images_per_prompt)]
         with ctx.progress("generate", len(jobs)) as advance:

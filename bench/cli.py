@@ -331,6 +331,26 @@ def new(
     out.print(f"created {root}: pip install -e {root} && bench check plugin {name} --kind {kind}")
 
 
+@app.command()
+def train(
+    what: str = typer.Argument(..., help="what to train: rid"),
+    base: str = typer.Option("zoo:tiny-sd", "--base", help="base model (hub id, folder or zoo:NAME)"),
+    sets: list[str] = typer.Option([], "--set", help="defense parameter, e.g. train_steps=200 (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also copy the weights here (.safetensors)"),
+    home: Optional[Path] = typer.Option(None, "--home", help="artifacts home (default $BENCH_HOME or ./.bench)"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Train a learned defense's generator into the artifact cache (RID: defenses/rid_train.py)."""
+    if what != "rid":
+        raise BenchError(f"bench train: unknown target {what!r}; choose one of ['rid']")
+    from defenses.rid_train import cli_train
+
+    from .runner import default_device, default_home
+
+    cli_train(base, home or default_home(), sets, out, device or default_device(), quiet, log=lambda m: err.print(m, highlight=False))
+
+
 check_app = typer.Typer(help="Conformance checks.", no_args_is_help=True)
 app.add_typer(check_app, name="check")
 
