@@ -61,7 +61,6 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     identities: Optional[str] = typer.Option(None, "--identities", help="comma list or 'all': one cell per identity"),
     executor: str = typer.Option("local", "--executor", help="local or ray"),
-    workers: int = typer.Option(1, "--workers", help="local executor: parallel worker processes"),
     address: Optional[str] = typer.Option(None, "--address", help="ray executor: cluster address (e.g. auto)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
 ):
@@ -98,10 +97,10 @@ def run(
         cfgs = [CellConfig.build(base, sets)]
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
                     plugin_files=plugin)
-    _execute(runner, cfgs, executor, workers, address, dry_run, show_plan=bool(matrix))
+    _execute(runner, cfgs, executor, address, dry_run, show_plan=bool(matrix))
 
 
-def _execute(runner, cfgs, executor: str, workers: int, address: str | None, dry_run: bool, show_plan: bool) -> None:
+def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, show_plan: bool) -> None:
     from .executors import LocalExecutor, RayExecutor
 
     plan = runner.plan(cfgs)
@@ -112,7 +111,7 @@ def _execute(runner, cfgs, executor: str, workers: int, address: str | None, dry
     if executor == "ray":
         ex = RayExecutor(address=address)
     elif executor == "local":
-        ex = LocalExecutor(workers=workers)
+        ex = LocalExecutor()
     else:
         raise BenchError(f"unknown executor {executor!r}; choose local or ray")
     if len(cfgs) == 1:
@@ -164,7 +163,6 @@ def sweep(
     device: Optional[str] = typer.Option(None, "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     executor: str = typer.Option("local", "--executor", help="local or ray"),
-    workers: int = typer.Option(1, "--workers"),
     address: Optional[str] = typer.Option(None, "--address"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
 ):
@@ -176,7 +174,7 @@ def sweep(
     cfgs = load_sweep(path, reg, sets)
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
                     plugin_files=plugin)
-    _execute(runner, cfgs, executor, workers, address, dry_run, show_plan=True)
+    _execute(runner, cfgs, executor, address, dry_run, show_plan=True)
 
 
 def _print_record(record: dict) -> None:

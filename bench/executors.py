@@ -1,14 +1,12 @@
 """Executors run a Plan's stages in dependency order, skipping cached ones.
 
-local: in this process (default), or a pool of worker processes for independent
-stages (`--workers N`); ray: an existing Ray cluster (`--executor ray --address
+local: in this process, in dependency order (default); ray: an existing Ray cluster (`--executor ray --address
 auto`) that places stages by their declared resources, retries failed ones and
 reads/writes artifacts on a filesystem all workers share."""
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable
 
 from .artifacts import ArtifactStore
@@ -30,38 +28,20 @@ def _run_one(env: StageEnv, spec: StageSpec) -> tuple[tuple[str, str], bool, flo
 
 
 class LocalExecutor:
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, workers)
-
     def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
         store = ArtifactStore(env.home / "artifacts")
         done = {sid for sid, cached in plan.status(store).items() if cached}
         for sid in done:
             art = store.get(*sid)
             report(plan.stages[sid], True, float(art.meta.get("seconds", 0.0)))
-        if self.workers == 1:
-            while len(done) < len(plan.stages):
-                ready = _ready(plan, done, set())
-                if not ready:
-                    raise BenchError("internal: the stage graph has a cycle or a missing dependency")
-                for st in ready:
-                    art = execute(env, st, log)
-                    done.add(st.id)
-                    report(st, art.cached, float(art.meta.get("seconds", 0.0)))
-            return
-        with ProcessPoolExecutor(max_workers=self.workers) as pool:
-            running: dict = {}
-            while len(done) < len(plan.stages):
-                for st in _ready(plan, done, set(running.values())):
-                    running[pool.submit(_run_one, env, st)] = st.id
-                if not running:
-                    raise BenchError("internal: the stage graph has a cycle or a missing dependency")
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    sid = running.pop(fut)
-                    _, cached, seconds = fut.result()  # a BenchError in a worker surfaces here
-                    done.add(sid)
-                    report(plan.stages[sid], cached, seconds)
+        while len(done) < len(plan.stages):  # sequential; parallelism comes from the Ray executor
+            ready = _ready(plan, done, set())
+            if not ready:
+                raise BenchError("internal: the stage graph has a cycle or a missing dependency")
+            for st in ready:
+                art = execute(env, st, log)
+                done.add(st.id)
+                report(st, art.cached, float(art.meta.get("seconds", 0.0)))
 
 
 class RayExecutor:

@@ -148,15 +148,6 @@ def test_ray_cluster_matches_local_and_retries_a_killed_worker(two_identities, p
     assert _essence(ray_records) == _essence(local_records)  # ...was retried, and the records match
 
 
-def test_process_pool_matches_sequential(two_identities, plugin_file, tmp_path):
-    reg = Registry()
-    reg.add_file(plugin_file)
-    cfgs = _small_cells(reg, two_identities, ["none", "shift"])
-    seq = Runner(home=tmp_path / "a", registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(cfgs)
-    par = Runner(home=tmp_path / "b", registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(cfgs, LocalExecutor(workers=2))
-    assert _essence(seq) == _essence(par)
-
-
 def test_conformance_kit(plugin_file, tmp_path):
     reg = Registry()
     reg.add_file(plugin_file)
