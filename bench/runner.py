@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 from .artifacts import Artifact, ArtifactStore
 from .executors import LocalExecutor
-from .planner import CellPlan, Plan, plan_cell
+from .planner import Branch, CellPlan, Plan, plan_cell
 from .protocol import CellConfig, protocol_group
 from .registry import Registry
 from .results import ResultsStore
@@ -96,11 +96,7 @@ class Runner:
 
     def _record(self, cell: CellPlan) -> dict[str, Any]:
         proto = cell.proto
-        metrics = {}
-        for mid, st in cell.metrics.items():
-            meta = self._art(st).meta
-            metrics[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "target", "per_image", "extra")}
-        return {
+        record = {
             "cell_key": cell.cell_key,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "bench_version": __version__,
@@ -116,9 +112,26 @@ class Runner:
                 "generate": _public(self._art(cell.generated)),
             },
             "recipe": cell.personalized.inputs["recipe"],
-            "metrics": metrics,
+            "metrics": self._metrics(cell.main),
             "environment": {**_environment(self.device), "threads": self.env.threads},
         }
+        if cell.control:
+            c = cell.control
+            record["control"] = {
+                "identity": c.identity,
+                "note": "non-target identity personalized on the protected model vs on the base model; "
+                        "a sound model-level defense leaves these close",
+                "protected": {"metrics": self._metrics(c.protected), "personalize": _public(self._art(c.protected.personalized))},
+                "base": {"metrics": self._metrics(c.base), "personalize": _public(self._art(c.base.personalized))},
+            }
+        return record
+
+    def _metrics(self, branch: Branch) -> dict[str, Any]:
+        out = {}
+        for mid, st in branch.metrics.items():
+            meta = self._art(st).meta
+            out[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "target", "per_image", "extra")}
+        return out
 
 
 def _public(art: Artifact) -> dict[str, Any]:

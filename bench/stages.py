@@ -269,16 +269,32 @@ def _build_metric(env, inputs, store, log):
     metric, ctx = _plugin_and_ctx(env, "metric", inputs, store, log)
 
     def build(tmp: Path) -> dict:
-        images = load_pngs(_need(store, "generated", inputs["images"]).path / "images")
+        gen_art = _need(store, "generated", inputs["images"])
+        images = load_pngs(gen_art.path / "images")
         refs = subject_from(_need(store, "clean", inputs["references"])).reference
         ok, reason = metric.available()
         res = metric.compute(images, refs, ctx) if ok else MetricResult.unavailable(reason)
+        extra = dict(res.extra)
+        prompts = [im["prompt"] for im in gen_art.meta.get("images", [])]
+        if res.per_image and len(res.per_image) == len(prompts) and len(set(prompts)) > 1:
+            extra["by_prompt"] = _by_prompt(prompts, res.per_image)
         return {
-            "value": res.value, "status": res.status, "per_image": res.per_image, "extra": res.extra,
+            "value": res.value, "status": res.status, "per_image": res.per_image, "extra": extra,
             "higher_is_better": metric.higher_is_better, "target": metric.target,
         }
 
     return build
+
+
+def _by_prompt(prompts: list[str], values: list[float | None]) -> dict[str, float | None]:
+    """Mean of the per-image values per prompt (None where no image of it was measurable), so
+    training-prompt and novel-scene generations can be told apart without recomputing."""
+    groups: dict[str, list[float]] = {}
+    for prompt, v in zip(prompts, values):
+        groups.setdefault(prompt, [])
+        if v is not None:
+            groups[prompt].append(float(v))
+    return {p: (round(sum(v) / len(v), 6) if v else None) for p, v in groups.items()}
 
 
 BUILDERS = {
