@@ -19,6 +19,15 @@ from bench.plugin import Attack, GeneratedImage
 
 ANTI_DB = "Anti-DreamBooth evaluation (VinAIResearch/Anti-DreamBooth, scripts/attack_with_db.sh; methods.md)"
 
+# The papers' attack settings, selectable with `--set attack.preset=<name>`; parameters given
+# explicitly still win. Presets set paper values on any profile (they are for paper runs).
+PRESETS: dict[str, dict] = {
+    "anti-db": {"lr": 5e-7, "steps": 1000, "batch_size": 2, "num_class_images": 200},  # ANTI_DB
+    "dladiff": {"lr": 5e-6, "steps": 400, "batch_size": 4},  # DLADiff Sec. 5.1 "Hyperparameter Setting" (seed 004)
+    "apdm": {"lr": 5e-6, "steps": 800, "num_class_images": 200},  # APDM evaluation (seed 003; methods.md)
+    "rid": {"lr": 8e-7},  # RID's DreamBooth config (seed 000; methods.md "RID's personalization configs")
+}
+
 
 class DreamBooth(Attack):
     name = "dreambooth"
@@ -26,6 +35,8 @@ class DreamBooth(Attack):
     summary = "Full fine-tune of UNet (+ text encoder) with prior preservation, then generate."
     version = "1"
     params = [
+        Param("preset", str, "none", choices=("none", *PRESETS), source="see PRESETS in attacks/dreambooth.py (each cited)",
+              help="a paper's DreamBooth settings; explicit parameters override it"),
         Param("steps", int, 1000, tiny=30, source=ANTI_DB + ": 1000 steps; tiny: 30", ge=1),
         Param("lr", float, 5e-7, tiny=2e-4, source=ANTI_DB + ": lr 5e-7; tiny: 2e-4 so 30 steps move a tiny model", gt=0),
         Param("batch_size", int, 2, source=ANTI_DB + ": batch 2", ge=1),
@@ -34,13 +45,18 @@ class DreamBooth(Attack):
         Param("class_prompt", str, "a photo of person", source=ANTI_DB),
         Param("prior_weight", float, 1.0, source=ANTI_DB + ": prior loss weight 1.0", ge=0),
         Param("num_class_images", int, 200, tiny=4, source=ANTI_DB + ": 200 class images; tiny: 4", ge=0),
-        Param("class_steps", int, 50, tiny=5, source="diffusers train_dreambooth.py class-image sampling default (50 steps)", ge=1),
+        Param("class_steps", int, 50, tiny=5, source="diffusers train_dreambooth.py class-image sampling default (50 steps)", ge=1,
+              help="class images are generated in batches of bench.class_images.BATCH and shared by every plugin"),
         Param("max_grad_norm", float, 1.0, source="diffusers train_dreambooth.py default", gt=0),
         Param("mixed_precision", str, "no", paper="bf16", choices=("no", "bf16", "fp16"), source=ANTI_DB + ": bf16 (CUDA only)"),
         Param("gradient_checkpointing", bool, False, help="trade compute for memory (GPU users)"),
         Param("use_8bit_adam", bool, False, help="bitsandbytes AdamW8bit when installed"),
     ]
     needs = Needs(weights=("base model (SD)",), gpu_memory_gb={"paper": 24.0})
+
+    def __init__(self, params: dict | None = None, profile: str = "tiny"):
+        params = dict(params or {})
+        super().__init__({**PRESETS.get(params.get("preset"), {}), **params}, profile)
 
     # ------------------------------------------------------------ training
     def class_images(self, base, ctx) -> list[np.ndarray]:

@@ -115,23 +115,25 @@ def generate(
     guidance_scale: float,
     negative_prompt: str,
     resolution: int,
+    batch_size: int = 1,
     **extra: Any,
 ) -> list[np.ndarray]:
-    """One image per (prompt, seed); each image's noise comes from its own seed, so
-    results do not depend on batch composition."""
+    """One image per (prompt, seed); each image's initial noise comes from its own seed
+    (a generator per image), so batching changes speed, not which noise an image gets."""
     out = []
-    for prompt, seed in zip(prompts, seeds):
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        img = pipe(
-            prompt,
-            negative_prompt=negative_prompt or None,
+    for i in range(0, len(prompts), batch_size):
+        chunk_p, chunk_s = prompts[i:i + batch_size], seeds[i:i + batch_size]
+        gens = [torch.Generator(device="cpu").manual_seed(s) for s in chunk_s]
+        images = pipe(
+            chunk_p,
+            negative_prompt=[negative_prompt] * len(chunk_p) if negative_prompt else None,
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             height=resolution,
             width=resolution,
-            generator=g,
+            generator=gens if len(gens) > 1 else gens[0],
             output_type="np",
             **extra,
-        ).images[0]
-        out.append(np.clip(np.round(img * 255), 0, 255).astype(np.uint8))
+        ).images
+        out += [np.clip(np.round(img * 255), 0, 255).astype(np.uint8) for img in images]
     return out
