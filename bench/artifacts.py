@@ -53,20 +53,73 @@ class Artifact:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | Path):
+    """A local folder, optionally backed by a shared fsspec URL (`s3://...`, `gs://...`,
+    `file:///nfs/...`): artifacts missing locally are fetched from the URL, and every
+    artifact built here is pushed to it, its artifact.json last - so on the URL, too,
+    an artifact exists only once complete. Keys are content hashes, so two workers
+    that race to build the same artifact write the same thing."""
+
+    def __init__(self, root: str | Path, remote: str | None = None):
         self.root = Path(root)
         (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        self.remote = remote or None
+        self._fs = self._rroot = None
+        if self.remote:
+            try:
+                import fsspec
+
+                self._fs, self._rroot = fsspec.core.url_to_fs(self.remote)
+            except (ImportError, ValueError) as exc:  # unknown protocol or its package missing
+                from .errors import BenchError
+
+                raise BenchError(f"artifact URL {self.remote!r}: {exc}") from None
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def _rpath(self, stage: str, key: str, name: str = "") -> str:
+        return "/".join(x for x in (self._rroot.rstrip("/"), stage, key, name) if x)
+
+    def exists(self, stage: str, key: str) -> bool:
+        """Present locally or on the URL (without fetching it)."""
+        if (self.path(stage, key) / META).is_file():
+            return True
+        return bool(self._fs) and self._fs.exists(self._rpath(stage, key, META))
+
     def get(self, stage: str, key: str) -> Artifact | None:
         path = self.path(stage, key)
         meta_file = path / META
-        if not meta_file.is_file():
+        if not meta_file.is_file() and not self._fetch(stage, key):
             return None
         return Artifact(stage, key, path, json.loads(meta_file.read_text()), cached=True)
+
+    def _fetch(self, stage: str, key: str) -> bool:
+        if not self._fs or not self._fs.exists(self._rpath(stage, key, META)):
+            return False
+        tmp = self.root / ".tmp" / f"fetch-{stage}-{key}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._fs.get(self._rpath(stage, key) + "/", str(tmp) + "/", recursive=True)
+            final = self.path(stage, key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # fetched concurrently by another process: theirs is the same
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return (self.path(stage, key) / META).is_file()
+
+    def _push(self, stage: str, key: str) -> None:
+        if not self._fs:
+            return
+        local = self.path(stage, key)
+        for f in sorted(p for p in local.rglob("*") if p.is_file() and p.name != META):
+            target = self._rpath(stage, key, str(f.relative_to(local)))
+            self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self._fs.put_file(str(f), target)
+        self._fs.makedirs(self._rpath(stage, key), exist_ok=True)
+        self._fs.put_file(str(local / META), self._rpath(stage, key, META))  # last: marks it complete
 
     def ensure(
         self, stage: str, key: str, build: Callable[[Path], dict[str, Any] | None], inputs: dict | None = None
@@ -96,6 +149,7 @@ class ArtifactStore:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
+            self._push(stage, key)
         art = self.get(stage, key)
         art.cached = False
         return art

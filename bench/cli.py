@@ -62,6 +62,8 @@ def run(
     identities: Optional[str] = typer.Option(None, "--identities", help="comma list or 'all': one cell per identity"),
     executor: str = typer.Option("local", "--executor", help="local or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="ray executor: cluster address (e.g. auto)"),
+    workers: int = typer.Option(1, "--workers", help="local executor: processes for independent stages"),
+    artifacts_url: Optional[str] = typer.Option(None, "--artifacts-url", help="fsspec URL shared by all workers (e.g. s3://bucket/bench); env BENCH_ARTIFACTS_URL"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
 ):
     """Run one cell (defense -> purifier -> attack -> metrics), or a matrix when a plugin is
@@ -96,11 +98,11 @@ def run(
     else:
         cfgs = [CellConfig.build(base, sets)]
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
-                    plugin_files=plugin)
-    _execute(runner, cfgs, executor, address, dry_run, show_plan=bool(matrix))
+                    plugin_files=plugin, artifacts_url=artifacts_url)
+    _execute(runner, cfgs, executor, address, dry_run, show_plan=bool(matrix), workers=workers)
 
 
-def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, show_plan: bool) -> None:
+def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, show_plan: bool, workers: int = 1) -> None:
     from .executors import LocalExecutor, RayExecutor
 
     plan = runner.plan(cfgs)
@@ -111,7 +113,7 @@ def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, sh
     if executor == "ray":
         ex = RayExecutor(address=address)
     elif executor == "local":
-        ex = LocalExecutor()
+        ex = LocalExecutor(workers)
     else:
         raise BenchError(f"unknown executor {executor!r}; choose local or ray")
     if len(cfgs) == 1:
@@ -164,6 +166,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     executor: str = typer.Option("local", "--executor", help="local or ray"),
     address: Optional[str] = typer.Option(None, "--address"),
+    workers: int = typer.Option(1, "--workers", help="local executor: processes for independent stages"),
+    artifacts_url: Optional[str] = typer.Option(None, "--artifacts-url", help="fsspec URL shared by all workers (e.g. s3://bucket/bench); env BENCH_ARTIFACTS_URL"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
 ):
     """Run a matrix of cells from a sweep file; prints the plan first."""
@@ -173,8 +177,8 @@ def sweep(
     reg = _registry(plugin)
     cfgs = load_sweep(path, reg, sets)
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
-                    plugin_files=plugin)
-    _execute(runner, cfgs, executor, address, dry_run, show_plan=True)
+                    plugin_files=plugin, artifacts_url=artifacts_url)
+    _execute(runner, cfgs, executor, address, dry_run, show_plan=True, workers=workers)
 
 
 def _print_record(record: dict) -> None:

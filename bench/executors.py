@@ -1,6 +1,7 @@
 """Executors run a Plan's stages in dependency order, skipping cached ones.
 
-local: in this process, in dependency order (default); ray: an existing Ray cluster (`--executor ray --address
+local: in this process, in dependency order (default), optionally with a process pool
+for independent stages (`--workers N`); ray: an existing Ray cluster (`--executor ray --address
 auto`) that places stages by their declared resources, retries failed ones and
 reads/writes artifacts on a filesystem all workers share."""
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .artifacts import ArtifactStore
 from .errors import BenchError
 from .planner import Plan
 from .stages import StageEnv, StageSpec, execute
@@ -28,13 +28,24 @@ def _run_one(env: StageEnv, spec: StageSpec) -> tuple[tuple[str, str], bool, flo
 
 
 class LocalExecutor:
+    """In this process, in dependency order; with `workers > 1`, independent stages run
+    in a pool of spawned processes, each given threads // workers torch threads so the
+    pool does not oversubscribe the cores (floats may then differ from a sequential run
+    in the last digits: CPU reductions depend on the thread split)."""
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise BenchError(f"--workers must be >= 1, got {workers}")
+        self.workers = workers
+
     def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
-        store = ArtifactStore(env.home / "artifacts")
+        store = env.store()
         done = {sid for sid, cached in plan.status(store).items() if cached}
         for sid in done:
-            art = store.get(*sid)
-            report(plan.stages[sid], True, float(art.meta.get("seconds", 0.0)))
-        while len(done) < len(plan.stages):  # sequential; parallelism comes from the Ray executor
+            report(plan.stages[sid], True, float(store.get(*sid).meta.get("seconds", 0.0)))
+        if self.workers > 1:
+            return self._pool(plan, env, report, done)
+        while len(done) < len(plan.stages):
             ready = _ready(plan, done, set())
             if not ready:
                 raise BenchError("internal: the stage graph has a cycle or a missing dependency")
@@ -42,6 +53,27 @@ class LocalExecutor:
                 art = execute(env, st, log)
                 done.add(st.id)
                 report(st, art.cached, float(art.meta.get("seconds", 0.0)))
+
+    def _pool(self, plan: Plan, env: StageEnv, report: Report, done: set) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from dataclasses import replace
+
+        worker_env = replace(env, threads=max(1, env.threads // self.workers))
+        running: dict = {}
+        # spawn: a forked child would inherit torch's thread pools and locks from this process
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+            while len(done) < len(plan.stages):
+                for st in _ready(plan, done, {s.id for s in running.values()})[: self.workers - len(running)]:
+                    running[pool.submit(_run_one, worker_env, st)] = st
+                if not running:
+                    raise BenchError("internal: the stage graph has a cycle or a missing dependency")
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    st = running.pop(fut)
+                    sid, cached, seconds = fut.result()  # a BenchError in a worker is re-raised here
+                    done.add(sid)
+                    report(st, cached, seconds)
 
 
 class RayExecutor:
@@ -61,7 +93,7 @@ class RayExecutor:
             kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
             ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
         gpus = ray.cluster_resources().get("GPU", 0)
-        store = ArtifactStore(env.home / "artifacts")
+        store = env.store()
         cached = plan.status(store)
 
         @ray.remote(max_retries=self.retries, retry_exceptions=False)

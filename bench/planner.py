@@ -182,7 +182,7 @@ class Plan:
 
     def status(self, store: ArtifactStore) -> dict[tuple[str, str], bool]:
         """Stage id -> already cached?"""
-        return {sid: store.get(*sid) is not None for sid in self.stages}
+        return {sid: store.exists(*sid) for sid in self.stages}
 
     def summary(self, store: ArtifactStore) -> list[dict[str, Any]]:
         """Rows per (stage kind, plugin): total, cached, to compute, estimated seconds."""

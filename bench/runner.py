@@ -41,8 +41,9 @@ def default_device() -> str:
 
 class Runner:
     def __init__(self, home: Path | None = None, registry: Registry | None = None, device: str | None = None,
-                 quiet: bool = False, log=print, plugin_files: list[str] | None = None):
+                 quiet: bool = False, log=print, plugin_files: list[str] | None = None, artifacts_url: str | None = None):
         self.home = Path(home or default_home()).resolve()
+        self.artifacts_url = artifacts_url or os.environ.get("BENCH_ARTIFACTS_URL") or None
         self.plugin_files = [str(Path(p).resolve()) for p in plugin_files or []]
         if registry is None:
             registry = Registry()
@@ -52,12 +53,13 @@ class Runner:
         self.device = device or default_device()
         self.quiet = quiet
         self.log = log
-        self.store = ArtifactStore(self.home / "artifacts")
+        self.store = ArtifactStore(self.home / "artifacts", self.artifacts_url)
         self.results = ResultsStore(self.home / "results")
 
     @property
     def env(self) -> StageEnv:
-        return StageEnv(home=self.home, device=self.device, quiet=self.quiet, plugin_files=self.plugin_files)
+        return StageEnv(home=self.home, device=self.device, quiet=self.quiet, plugin_files=self.plugin_files,
+                        artifacts_url=self.artifacts_url)
 
     def plan(self, cfgs: list[CellConfig]) -> Plan:
         return Plan.build([plan_cell(cfg, self.registry) for cfg in cfgs])

@@ -56,6 +56,7 @@ class StageEnv:
     # CPU float results depend on how reductions are split across threads: every
     # executor runs stages with the driver's thread count so records match exactly.
     threads: int = field(default_factory=lambda: _default_threads())
+    artifacts_url: str | None = None  # fsspec URL shared by all workers (see ArtifactStore)
 
     def registry(self) -> Registry:
         reg = Registry()
@@ -64,7 +65,7 @@ class StageEnv:
         return reg
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.home / "artifacts")
+        return ArtifactStore(self.home / "artifacts", self.artifacts_url)
 
 
 def _default_threads() -> int:

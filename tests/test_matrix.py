@@ -208,3 +208,39 @@ def test_submission_round_trip_and_tamper_detection(two_identities, plugin_file,
         ingest(tampered("t2.zip", smuggle), tmp_path / "board3")
     res = run_cli("ingest", str(tmp_path / "t1.zip"), "--home", str(tmp_path / "board4"))
     assert res.returncode == 2 and "SHA-256 mismatch" in res.stderr
+
+
+def test_local_process_pool_matches_sequential(two_identities, plugin_file, tmp_path):
+    reg = Registry()
+    reg.add_file(plugin_file)
+    cfgs = _small_cells(reg, two_identities, ["none", "shift"])
+    seq = Runner(home=tmp_path / "seq", registry=reg, quiet=True, plugin_files=[str(plugin_file)]).run_many(cfgs, LocalExecutor())
+    pooled_runner = Runner(home=tmp_path / "pool", registry=reg, quiet=True, plugin_files=[str(plugin_file)])
+    pooled = pooled_runner.run_many(cfgs, LocalExecutor(workers=2))
+    assert _essence(pooled) == _essence(seq)
+    arts = pooled_runner.store.root
+    assert len(list((arts / "clean").iterdir())) == 1 and len(list((arts / "defense").iterdir())) == 2
+    assert all(cached for _, _, cached, _ in pooled_runner.run_many(cfgs, LocalExecutor(workers=2))[0]["_run"]["stages"])
+    with pytest.raises(BenchError, match="--workers must be >= 1"):
+        LocalExecutor(workers=0)
+
+
+def test_artifacts_shared_through_an_fsspec_url(two_identities, plugin_file, tmp_path):
+    reg = Registry()
+    reg.add_file(plugin_file)
+    cfgs = _small_cells(reg, two_identities, ["shift"])[:1]
+    url = f"file://{tmp_path / 'shared'}"
+    first = Runner(home=tmp_path / "node1", registry=reg, quiet=True, plugin_files=[str(plugin_file)], artifacts_url=url)
+    a = first.run_many(cfgs)
+    pushed = sorted(p.parent.parent.name for p in (tmp_path / "shared").glob("*/*/artifact.json"))
+    assert {"clean", "defense", "personalized", "generated", "metric"} <= set(pushed)
+    # a half-uploaded artifact (no artifact.json yet) on the URL is ignored, never read
+    (tmp_path / "shared" / "defense" / "deadbeef" / "images").mkdir(parents=True)
+    second = Runner(home=tmp_path / "node2", registry=reg, quiet=True, plugin_files=[str(plugin_file)], artifacts_url=url)
+    assert not second.store.exists("defense", "deadbeef") and second.store.get("defense", "deadbeef") is None
+    b = second.run_many(cfgs)
+    assert all(cached for _, _, cached, _ in b[0]["_run"]["stages"])  # node2 computed nothing: fetched from the URL
+    assert _essence(b) == _essence(a)
+    assert (tmp_path / "node2" / "artifacts" / "generated" / b[0]["stages"]["generate"]["artifact"] / "images").is_dir()
+    with pytest.raises(BenchError, match="artifact URL 'nosuchproto://x'"):
+        Runner(home=tmp_path / "n3", registry=reg, quiet=True, artifacts_url="nosuchproto://x")
