@@ -133,7 +133,7 @@ def _load_dlib() -> tuple[Any, Any]:
         return _DLIB
 
 
-def _load_mtcnn(min_face_size: int) -> Any:
+def load_mtcnn(min_face_size: int) -> Any:
     with _LOCK:
         if min_face_size not in _MTCNN:
             from facenet_pytorch import MTCNN
@@ -150,7 +150,7 @@ def load(min_face_size: int = DEFAULT_MIN_FACE_SIZE) -> None:
     if not ok:
         raise RuntimeError(f"face backend {BACKEND_NAME!r} unavailable: {reason}")
     _load_dlib()
-    _load_mtcnn(int(min_face_size))
+    load_mtcnn(int(min_face_size))
 
 
 # ------------------------------------------------------------------ inference
@@ -197,7 +197,7 @@ def _detect_group(imgs: list[np.ndarray], min_face_size: int) -> list[FaceResult
     if min(h, w) < max(12, min_face_size):
         # MTCNN's image pyramid is empty below its minimum face size: no face is the real answer.
         return [None] * len(imgs)
-    mtcnn = _load_mtcnn(min_face_size)
+    mtcnn = load_mtcnn(min_face_size)
     boxes, probs, points = mtcnn.detect(np.stack(imgs), landmarks=True)
     out: list[FaceResult | None] = []
     for img, b, p, pts in zip(imgs, boxes, probs, points):
