@@ -6,7 +6,6 @@ base model + prompt + count and shared by every cell."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ from bench.class_images import class_images
 from bench.models import load_sd
 from bench.params import Needs, Param
 from bench.plugin import Attack, GeneratedImage
+
+from .training import autocast, optimizer
 
 ANTI_DB = "Anti-DreamBooth evaluation (VinAIResearch/Anti-DreamBooth, scripts/attack_with_db.sh; methods.md)"
 
@@ -81,7 +82,7 @@ class DreamBooth(Attack):
         if self.p.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         params = [p for m in trainable for p in m.parameters()]
-        opt = _optimizer(params, self.p.lr, self.p.use_8bit_adam)
+        opt = optimizer(params, self.p.lr, self.p.use_8bit_adam)
         x_inst = sd.to_tensor(images, ctx.device)
         x_cls = sd.to_tensor(class_imgs, ctx.device) if class_imgs else None
         g = ctx.generator(202)
@@ -89,7 +90,7 @@ class DreamBooth(Attack):
         with ctx.progress("dreambooth", self.p.steps) as advance:
             for step in range(self.p.steps):
                 idx = torch.randint(0, len(images), (self.p.batch_size,), generator=g)
-                with _autocast(ctx.device, self.p.mixed_precision):
+                with autocast(ctx.device, self.p.mixed_precision):
                     inst_cond = sd.encode_prompts(parts, [instance_prompt] * len(idx))
                     cls_batch = cls_cond = None
                     if x_cls is not None:
@@ -136,24 +137,3 @@ class DreamBooth(Attack):
                 out.append(GeneratedImage(img, prompt, seed))
                 advance()
         return out
-
-
-def _optimizer(params, lr: float, eight_bit: bool):
-    import torch
-
-    if eight_bit:
-        try:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(params, lr=lr)
-        except ImportError:
-            pass  # recorded as plain AdamW by the environment section; bitsandbytes is optional
-    return torch.optim.AdamW(params, lr=lr)
-
-
-def _autocast(device: str, mode: str):
-    import torch
-
-    if mode == "no" or not device.startswith("cuda"):
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
