@@ -62,3 +62,13 @@ def test_dreambooth_presets_cite_the_papers_and_yield_to_explicit_values():
     assert dict(again.p) == dict(dl.p)
     with pytest.raises(BenchError, match="preset"):
         DreamBooth({"preset": "dreamboth"}, "paper")
+
+
+def test_attack_artifacts_are_shared_by_cells_with_the_same_inputs(tmp_path):
+    runner = Runner(home=tmp_path / "h", quiet=True)
+    cells = [CellConfig.build({"attack": a}, [f"metrics={m}"]) for a in ("db", "lora-ti") for m in ("brisque[libsvm]", "fdfr[dlib]")]
+    plan = runner.plan(cells)
+    db1, db2, lo1, lo2 = plan.cells
+    assert db1.personalized.key == db2.personalized.key and db1.generated.key == db2.generated.key
+    assert lo1.personalized.key == lo2.personalized.key and lo1.personalized.key != db1.personalized.key
+    assert sum(1 for kind, _ in plan.stages if kind == "personalized") == 2
