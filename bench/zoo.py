@@ -229,6 +229,8 @@ def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | No
     from .models import quiet_hf
 
     quiet_hf()
+    if name in EXTRA_BUILDERS:  # the zero-shot attacks' tiny models (below); tiny-sd is built here
+        return EXTRA_BUILDERS[name](out_dir, seed)
     cfg = ZOO[name]
     tok_dir = out_dir / "tokenizer"
     write_tokenizer(tok_dir)
@@ -284,3 +286,7 @@ def ensure(name: str, root: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+# The SDXL-family and adapter entries live in zoo_extra (imported last: it extends ZOO).
+from .zoo_extra import EXTRA_BUILDERS  # noqa: E402

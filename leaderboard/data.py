@@ -188,7 +188,11 @@ def metrics_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     it lowers it, 0 if the metric has no preferred direction."""
     rows = []
     for r in records:
-        for mid, m in (r.get("metrics") or {}).items():
+        entries = [(mid, m, False) for mid, m in (r.get("metrics") or {}).items()]
+        control = r.get("control") or {}
+        for side in ("protected", "base"):  # model-level defenses: the non-target identity (docs/protocol.md)
+            entries += [(f"control/{side}: {mid}", m, True) for mid, m in ((control.get(side) or {}).get("metrics") or {}).items()]
+        for mid, m, is_control in entries:
             m = m or {}
             status = str(m.get("status") or "ok")
             value = m.get("value")
@@ -209,7 +213,9 @@ def metrics_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             base = mid.split("[", 1)[0]
             hib = m.get("higher_is_better")
             target = m.get("target") or ("protection" if base in PROTECTION_METRICS else "generation")
-            if hib is None:
+            if is_control:  # not a protection score: protected and base should be close
+                target, ddir = "control", 0
+            elif hib is None:
                 ddir = 0
             elif target == "protection":
                 ddir = 1 if hib else -1

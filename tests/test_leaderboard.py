@@ -71,6 +71,18 @@ def test_metric_states_from_record_fields():
     assert D.fmt(float("inf")) == "∞" and D.fmt(0.123456) == "0.1235"
 
 
+def test_control_identity_numbers_become_neutral_columns():
+    """A model-level defense's non-target identity (protected vs base model) is shown, never ranked."""
+    m = {"value": 0.5, "status": "ok", "higher_is_better": True, "target": "generation"}
+    rec = {"cell_key": "k", "metrics": {"ism[x]": m},
+           "control": {"identity": "other", "protected": {"metrics": {"ism[x]": {**m, "value": 0.48}}},
+                       "base": {"metrics": {"ism[x]": m}}}}
+    df = D.metrics_frame([rec]).set_index("metric_id")
+    assert df.loc["ism[x]", "defense_dir"] == -1
+    assert df.loc["control/protected: ism[x]", "value"] == 0.48 and df.loc["control/base: ism[x]", "value"] == 0.5
+    assert (df.loc["control/protected: ism[x]", "defense_dir"], df.loc["control/protected: ism[x]", "target"]) == (0, "control")
+
+
 def test_labels_name_differing_params(seeded):
     home, _, cells, _ = seeded
     r8 = make_record(home, TINY, "tiny", "id1", "advdm", "none", 0.3)
