@@ -16,7 +16,7 @@ from bench.models import load_sd
 from bench.params import Needs, Param
 from bench.plugin import Attack, GeneratedImage
 
-from .training import autocast, optimizer
+from .training import autocast, optimizer, prior_preserving_loss
 
 ANTI_DB = "Anti-DreamBooth evaluation (VinAIResearch/Anti-DreamBooth, scripts/attack_with_db.sh; methods.md)"
 
@@ -89,15 +89,9 @@ class DreamBooth(Attack):
         losses = []
         with ctx.progress("dreambooth", self.p.steps) as advance:
             for step in range(self.p.steps):
-                idx = torch.randint(0, len(images), (self.p.batch_size,), generator=g)
                 with autocast(ctx.device, self.p.mixed_precision):
-                    inst_cond = sd.encode_prompts(parts, [instance_prompt] * len(idx))
-                    cls_batch = cls_cond = None
-                    if x_cls is not None:
-                        cidx = torch.randint(0, len(class_imgs), (self.p.batch_size,), generator=g)
-                        cls_batch = x_cls[cidx]
-                        cls_cond = sd.encode_prompts(parts, [class_prompt] * len(cidx))
-                    loss = sd.dreambooth_loss(parts, x_inst[idx], inst_cond, cls_batch, cls_cond, self.p.prior_weight, g)
+                    loss = prior_preserving_loss(parts, x_inst, x_cls, instance_prompt, class_prompt, self.p.batch_size,
+                                                 self.p.prior_weight, g)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, self.p.max_grad_norm)
