@@ -101,7 +101,11 @@ def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
     assert kinds["clean"] == 2
     assert kinds["defense"] == n_def * 2  # each defense once per identity
     assert kinds["purified"] == n_pur * n_def * 2  # each purification once per protected set
-    assert kinds["personalized"] == n_pur * n_def * n_att * 2
+    # model-level defenses (APDM) add a non-target control identity per attack: on each protected
+    # model, and once on the base model (shared by every model-level defense)
+    n_model = sum(1 for d in reg.names("defense") if reg.get("defense", d).level == "model")
+    assert n_model >= 1
+    assert kinds["personalized"] == n_pur * n_def * n_att * 2 + (n_model + 1) * n_att * 2
     assert not any(runner.store.root.joinpath(k).exists() for k in ("defense", "purified"))  # nothing computed
     res = run_cli("run", "--defense", "all", "--purifier", "all", "--attack", "all", "--identities", "n000050,rid_103",
                   "--dataset", "anti-db", "--data-root", str(two_identities), "--dry-run", "--home", str(tmp_path))
