@@ -113,12 +113,21 @@ def control_identity(card: dict[str, Any], root: str | None, target: str, chosen
     return others[0]
 
 
-def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
+def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None) -> CellPlan:
+    """`raw_cache` (one dict per plan) keeps each identity's images read once for a whole matrix."""
     proto = resolve(cfg, registry)  # validates every name and parameter before computing
     common = {"profile": proto["profile"], "resolution": proto["resolution"]}
     ds = proto["dataset"]
     card = data.load_card(ds["card"])
-    raw = data.load_raw(card, ds.get("root"), ds.get("identity"))
+    cache = {} if raw_cache is None else raw_cache
+
+    def load_raw(identity: str | None) -> data.RawSubject:
+        key = stable_hash([card, ds.get("root"), identity])
+        if key not in cache:
+            cache[key] = data.load_raw(card, ds.get("root"), identity)
+        return cache[key]
+
+    raw = load_raw(ds.get("identity"))
     proto["dataset"] = {**ds, "identity": raw.identity}
     clean = _clean_stage(proto, card, raw)
     base = base_identity(proto["base_model"])
@@ -157,7 +166,7 @@ def plan_cell(cfg: CellConfig, registry: Registry) -> CellPlan:
     control = None
     if model_level:
         ident = control_identity(card, ds.get("root"), raw.identity, ds.get("control_identity"))
-        craw = data.load_raw(card, ds.get("root"), ident)
+        craw = load_raw(ident)
         cclean = _clean_stage(proto, card, craw)
         cup = {"kind": "clean", "key": cclean.key}
         control = Control(ident, cclean,

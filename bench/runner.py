@@ -62,7 +62,8 @@ class Runner:
                         artifacts_url=self.artifacts_url)
 
     def plan(self, cfgs: list[CellConfig]) -> Plan:
-        return Plan.build([plan_cell(cfg, self.registry) for cfg in cfgs])
+        raw_cache: dict = {}
+        return Plan.build([plan_cell(cfg, self.registry, raw_cache) for cfg in cfgs])
 
     def run_many(self, cfgs: list[CellConfig], executor=None, plan: Plan | None = None) -> list[dict[str, Any]]:
         plan = plan or self.plan(cfgs)
