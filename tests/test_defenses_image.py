@@ -257,5 +257,5 @@ def test_memory_options_keep_results(setup):
         assert sur.optimizer_name == "AdamW"
         results.append((losses, sur.attack(sd.to_tensor(subject.train[:2]), 6, 1, 2, g)))
     for losses, adv in results[1:]:
-        assert losses == results[0][0]
+        assert losses == pytest.approx(results[0][0], abs=2e-5)  # eager vs SDPA attention: last-digit float noise
         assert torch.allclose(adv, results[0][1], atol=1e-6)
