@@ -77,6 +77,8 @@ class InstantID(Attack):
         Param("weight_name", str, "ip-adapter.bin", tiny="ip-adapter.safetensors", source=REPO),
         Param("ip_adapter_scale", float, 0.8, source=REPO + ": pipe.set_ip_adapter_scale(0.8); methods.md", ge=0),
         Param("controlnet_scale", float, 0.8, source=REPO + ": controlnet_conditioning_scale=0.8; methods.md", ge=0),
+        Param("dtype", str, "fp16", tiny="fp32", choices=sd.DTYPES, source=REPO + ": torch_dtype=torch.float16 (CUDA only; CPU runs fp32)",
+              help="weights' precision for generation on CUDA (memory)"),
         Param("face_encoder", str, "insightface-antelopev2", tiny="dlib", choices=face_ref.ENCODERS,
               source=REPO + ": FaceAnalysis(name='antelopev2'), det_size 640; tiny: MTCNN landmarks + dlib (128-d)"),
         Param("face_weights_dir", str, "", source="metrics/face_backends.py: insightface packs are read from disk, never downloaded",
@@ -105,8 +107,10 @@ class InstantID(Attack):
         ad_dir = face_ref.weights_folder(self.p.adapter, ctx.zoo_root, self.name, "InstantID adapter", [self.p.weight_name])
         face_ref.check_file(ad_dir, self.p.weight_name, self.name, "adapter")
         try:
-            controlnet = ControlNetModel.from_pretrained(cn_dir / self.p.controlnet_subfolder if self.p.controlnet_subfolder else cn_dir)
-            pipe = StableDiffusionXLControlNetPipeline.from_pretrained(model.path, controlnet=controlnet)
+            dtype = sd.inference_dtype(self.p.dtype, ctx.device)
+            controlnet = ControlNetModel.from_pretrained(cn_dir / self.p.controlnet_subfolder if self.p.controlnet_subfolder else cn_dir,
+                                                         torch_dtype=dtype)
+            pipe = StableDiffusionXLControlNetPipeline.from_pretrained(model.path, controlnet=controlnet, torch_dtype=dtype)
         except (OSError, ValueError, TypeError) as exc:
             raise BenchError(f"{self.name}: cannot load SDXL base {model.source} + IdentityNet {self.p.controlnet}: "
                              f"{str(exc).splitlines()[0][:160]}") from None
@@ -136,7 +140,7 @@ class InstantID(Attack):
         negative = ", ".join(x for x in (gen.negative_prompt, recipe.negative_prompt) if x)
         ctx.notes["attack"] = {
             "negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps, "guidance_scale": gen.guidance_scale,
-            "base_model": model.source, "base_revision": model.revision,
+            "base_model": model.source, "base_revision": model.revision, "dtype": str(pipe.unet.dtype).replace("torch.", ""),
             "cell_base_model_ignored": base.source, "controlnet": f"{self.p.controlnet}/{self.p.controlnet_subfolder}".rstrip("/"),
             "controlnet_revision": face_ref.revision(self.p.controlnet),
             "adapter": f"{self.p.adapter}/{self.p.weight_name}", "adapter_revision": face_ref.revision(self.p.adapter),

@@ -43,6 +43,8 @@ class IPAdapterFaceID(Attack):
               help="hub id, local folder or zoo:<name> holding weight_name"),
         Param("weight_name", str, "ip-adapter-faceid_sd15.bin", tiny="ip-adapter-faceid_tiny.safetensors", source=README),
         Param("scale", float, 1.0, source=REPO + ": generate(scale=1.0), the image-prompt weight", ge=0),
+        Param("dtype", str, "fp16", tiny="fp32", choices=sd.DTYPES, source=README + ": torch_dtype=torch.float16 (CUDA only; CPU runs fp32)",
+              help="weights' precision for generation on CUDA (memory)"),
         Param("face_encoder", str, "insightface-buffalo_l", tiny="dlib", choices=face_ref.ENCODERS,
               source=README + "; methods.md; tiny: the offline MTCNN + dlib encoder (128-d)"),
         Param("face_weights_dir", str, "", source="metrics/face_backends.py: insightface packs are read from disk, never downloaded",
@@ -63,7 +65,7 @@ class IPAdapterFaceID(Attack):
     def load_pipeline(self, base, sampler: str, ctx):
         """SD pipeline of the base model with the FaceID checkpoint loaded by diffusers."""
         model = self.base_ref(base, ctx)
-        pipe = sd.pipeline(load_sd(model, ctx.device), sampler)
+        pipe = sd.pipeline(load_sd(model, ctx.device, sd.inference_dtype(self.p.dtype, ctx.device)), sampler)
         folder = face_ref.weights_folder(self.p.adapter, ctx.zoo_root, self.name, "IP-Adapter FaceID checkpoint",
                                          [self.p.weight_name])
         face_ref.check_file(folder, self.p.weight_name, self.name, "adapter")
@@ -92,7 +94,7 @@ class IPAdapterFaceID(Attack):
             "negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps, "guidance_scale": gen.guidance_scale,
             "base_model": model.source, "base_revision": model.revision, "cell_base_model": base.source,
             "adapter": f"{self.p.adapter}/{self.p.weight_name}", "adapter_revision": face_ref.revision(self.p.adapter),
-            "ip_adapter_scale": self.p.scale,
+            "ip_adapter_scale": self.p.scale, "dtype": str(pipe.unet.dtype).replace("torch.", ""),
             "face_encoder": meta["encoder"], "reference": meta["reference"], "faces_detected": sum(meta["detected"]),
         }
         out = []

@@ -83,6 +83,22 @@ SAMPLERS = {
 }
 
 
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def inference_dtype(name: str, device: str):
+    """Weights' dtype for generation: half precision only on CUDA (CPU kernels are fp32)."""
+    import torch
+
+    if name not in DTYPES:
+        from .errors import BenchError
+
+        raise BenchError(f"unknown dtype {name!r}; choose one of {list(DTYPES)}")
+    if not device.startswith("cuda"):
+        return torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
 def pipeline(parts: dict[str, Any], sampler: str):
     import diffusers
     from diffusers import StableDiffusionPipeline

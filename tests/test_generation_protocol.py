@@ -72,3 +72,16 @@ def test_attack_artifacts_are_shared_by_cells_with_the_same_inputs(tmp_path):
     assert db1.personalized.key == db2.personalized.key and db1.generated.key == db2.generated.key
     assert lo1.personalized.key == lo2.personalized.key and lo1.personalized.key != db1.personalized.key
     assert sum(1 for kind, _ in plan.stages if kind == "personalized") == 2
+
+
+def test_half_precision_only_engages_on_cuda():
+    import torch
+
+    from attacks.instantid import InstantID
+    from attacks.ipa_faceid import IPAdapterFaceID
+
+    assert sd.inference_dtype("fp16", "cpu") is torch.float32  # CPU kernels are fp32: never silently half on CPU
+    assert sd.inference_dtype("bf16", "cuda:0") is torch.bfloat16 and sd.inference_dtype("fp16", "cuda") is torch.float16
+    assert IPAdapterFaceID({}, "paper").p.dtype == "fp16" and InstantID({}, "tiny").p.dtype == "fp32"
+    with pytest.raises(BenchError, match="dtype"):
+        IPAdapterFaceID({"dtype": "int4"}, "paper")
