@@ -250,7 +250,7 @@ def describe_group(cells: pd.DataFrame, group: str) -> str:
         return f"protocol group {group} (no cells)"
     row = g.iloc[0]
     gen = json.loads(row["generation"] or "{}")
-    gen_s = ", ".join(f"{k} {gen[k]}" for k in ("sampler", "steps", "guidance_scale", "images_per_prompt") if k in gen)
+    gen_s = ", ".join(f"{k} {gen[k]}" for k in ("prompt_set", "sampler", "steps", "guidance_scale", "images_per_prompt") if k in gen)
     return (f"protocol group {group} · profile {row['profile']} · base model {row['base_model']} · "
             f"{row['resolution']} px · dataset {row['dataset']} · metrics {row['metric_set']}"
             + (f" · generation {gen_s}" if gen_s else ""))
