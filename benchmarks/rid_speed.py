@@ -28,7 +28,7 @@ Environment variables: RID_BENCH_SKIP_COMPILE=1 skips torch.compile,
 RID_BENCH_SKIP_BF16=1 skips the (slow without native bf16) autocast run, which is
 also skipped when other processes use >25% of the cores unless RID_BENCH_FORCE_BF16=1,
 RID_BENCH_WAIT_S sets the wait for a quiet machine, RID_BENCH_SKIP_ORT=1 skips the
-onnxruntime int8 path (measured here: ~7 s vs torch int8's ~3 s side by side, so not used).
+onnxruntime int8 path (the rid defense's engine=onnxruntime-int8, defenses/rid_onnx.py).
 """
 
 from __future__ import annotations

@@ -91,6 +91,35 @@ def test_released_layout_checkpoint_loads_through_the_plugin(setup, tmp_path):
     assert "\n" not in str(exc.value) and "missing keys" in str(exc.value)
 
 
+def test_cpu_engines_agree_within_one_level_and_onnx_is_exported_once(setup, tmp_path):
+    """torch-int8 and onnxruntime-int8 (the paper profile's CPU default) keep the protection:
+    within 1/255 of the fp32 network on every pixel, budget exact; the ONNX file is an artifact."""
+    ctx, subject, base, home, logs = setup
+    cfg = dict(input_size=64, patch_size=8, hidden_size=64, depth=2, num_heads=4)
+    spec = ",".join(f"{k}={v}" for k, v in cfg.items())
+    path = tmp_path / "ASDS-eps-12_255.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(dict(rid_net.random_reference_state_dict(cfg, seed=5)), str(path))
+    images = subject.train + [np.ascontiguousarray(subject.train[0][:48, :40])]  # a non-square size too
+    runs = {}
+    for engine in ("torch", "torch-int8", "onnxruntime-int8"):
+        plugin = RID({"checkpoint": str(path), "config": spec, "eps": 6, "engine": engine, "batch_size": 2}, "tiny")
+        runs[engine] = plugin.protect(subject.__class__(**{**subject.__dict__, "train": images}), base, ctx)
+        assert ctx.notes["defense"]["engine"] == engine
+    for engine in ("torch-int8", "onnxruntime-int8"):
+        assert max(linf(a, b) for a, b in zip(runs[engine], runs["torch"])) <= 1, engine
+        assert max(linf(a, c) for a, c in zip(runs[engine], images)) <= 6
+    assert any(linf(a, c) > 0 for a, c in zip(runs["onnxruntime-int8"], images))  # it did perturb
+    onnx_dir = home / "a" / "rid_onnx"
+    assert len(list(onnx_dir.iterdir())) == 1
+    from defenses import rid as rid_module
+
+    rid_module._LOADED.clear()  # a new process: the exported file is reused, not re-exported
+    RID({"checkpoint": str(path), "config": spec, "eps": 6, "engine": "onnxruntime-int8"}, "tiny").protect(subject, base, ctx)
+    assert len(list(onnx_dir.iterdir())) == 1 and any("rid_onnx: cached" in m for m in logs)
+
+
 def test_missing_checkpoints_are_one_line_errors(monkeypatch, tmp_path):
     with pytest.raises(BenchError) as exc:
         RID({"checkpoint": str(tmp_path / "ASDS-eps-12_255.bin")}, "tiny")
