@@ -262,6 +262,11 @@ def page_cell(cells, metrics, records, home: Path):
             image_row(f"purified by {name}", [(p, p.name) for p in paths])
         image_row("generated", [(p, cap) for p, cap in imgs["generated"]])
 
+    if record.get("control"):
+        st.subheader(f"Control: non-target identity {record['control'].get('identity')!r}")
+        st.caption("personalized on the protected model vs on the base model; a sound model-level defense keeps these close")
+        show_table(D.control_table(record))
+
     st.subheader("Per identity (same group, defense, purifier and attack)")
     show_table(D.per_identity(cells, metrics, record))
     per_img = D.per_image(record)

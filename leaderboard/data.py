@@ -547,7 +547,19 @@ def per_image(record: dict[str, Any]) -> pd.DataFrame:
     if not cols:
         return pd.DataFrame()
     n = max(len(v) for v in cols.values())
-    return pd.DataFrame({k: v + [""] * (n - len(v)) for k, v in cols.items()})
+    images = ((record.get("stages") or {}).get("generate") or {}).get("images") or []
+    prompts = [str(im.get("prompt", "")) for im in images] if len(images) == n else []
+    front = {"prompt": prompts} if prompts else {}
+    return pd.DataFrame({**front, **{k: v + [""] * (n - len(v)) for k, v in cols.items()}})
+
+
+def control_table(record: dict[str, Any]) -> pd.DataFrame:
+    """Model-level cells: the non-target identity's metrics on the protected vs the base model."""
+    c = record.get("control") or {}
+    prot, base = ((c.get(side) or {}).get("metrics") or {} for side in ("protected", "base"))
+    rows = [{"metric": mid, "protected model": fmt(_num((prot.get(mid) or {}).get("value"))),
+             "base model": fmt(_num((base.get(mid) or {}).get("value")))} for mid in prot]
+    return pd.DataFrame(rows, columns=["metric", "protected model", "base model"])
 
 
 def cell_label(row: pd.Series) -> str:

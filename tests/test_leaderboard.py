@@ -81,6 +81,12 @@ def test_control_identity_numbers_become_neutral_columns():
     assert df.loc["ism[x]", "defense_dir"] == -1
     assert df.loc["control/protected: ism[x]", "value"] == 0.48 and df.loc["control/base: ism[x]", "value"] == 0.5
     assert (df.loc["control/protected: ism[x]", "defense_dir"], df.loc["control/protected: ism[x]", "target"]) == (0, "control")
+    table = D.control_table(rec)
+    assert table.to_dict("records") == [{"metric": "ism[x]", "protected model": "0.48", "base model": "0.5"}]
+    rec["metrics"]["ism[x]"]["per_image"] = [0.4, None]
+    rec["stages"] = {"generate": {"images": [{"prompt": "a photo of sks person"}, {"prompt": "sks person with a dog"}]}}
+    assert D.per_image(rec).to_dict("list") == {"prompt": ["a photo of sks person", "sks person with a dog"],
+                                                "ism[x]": ["0.4", "undefined"]}
 
 
 def test_labels_name_differing_params(seeded):
