@@ -14,7 +14,7 @@ from bench import sd
 from bench.class_images import class_images
 from bench.models import load_sd
 from bench.params import Needs, Param
-from bench.plugin import Attack, GeneratedImage
+from bench.plugin import Attack
 
 from .training import autocast, optimizer, prior_preserving_loss
 
@@ -123,11 +123,5 @@ class DreamBooth(Attack):
         negative = ", ".join(x for x in (gen.negative_prompt, recipe.negative_prompt) if x)
         ctx.notes["attack"] = {"negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps,
                                "guidance_scale": gen.guidance_scale}
-        out = []
-        jobs = gen.jobs(recipe.sample_suffix)
-        with ctx.progress("generate", len(jobs)) as advance:
-            for prompt, seed in jobs:
-                img = sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative, gen.resolution)[0]
-                out.append(GeneratedImage(img, prompt, seed))
-                advance()
-        return out
+        return gen.run(ctx, lambda prompt, seed: sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative,
+                                                             gen.resolution)[0], recipe.sample_suffix)

@@ -28,7 +28,7 @@ from bench import sd
 from bench.errors import BenchError
 from bench.models import quiet_hf, resolve
 from bench.params import Needs, Param
-from bench.plugin import Attack, GeneratedImage
+from bench.plugin import Attack
 
 from attacks import face_ref
 
@@ -148,15 +148,9 @@ class InstantID(Attack):
             "controlnet_scale": self.p.controlnet_scale, "face_encoder": meta["encoder"], "reference": meta["reference"],
             "faces_detected": sum(meta["detected"]), "kps_image": meta["kps_image"],
         }
-        out = []
-        jobs = gen.jobs(recipe.sample_suffix)
-        with ctx.progress("generate", len(jobs)) as advance:
-            for prompt, seed in jobs:
-                img = sample(pipe, prompt, negative, seed, emb, kps_image, gen.steps, gen.guidance_scale, gen.resolution,
-                             self.p.controlnet_scale, ctx.device)
-                out.append(GeneratedImage(img, prompt, seed))
-                advance()
-        return out
+        return gen.run(ctx, lambda prompt, seed: sample(pipe, prompt, negative, seed, emb, kps_image, gen.steps,
+                                                        gen.guidance_scale, gen.resolution, self.p.controlnet_scale,
+                                                        ctx.device), recipe.sample_suffix)
 
 
 def sample(pipe, prompt: str, negative: str, seed: int, face: np.ndarray, kps_image: np.ndarray, steps: int,

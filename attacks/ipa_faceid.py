@@ -21,7 +21,7 @@ from bench import sd
 from bench.errors import BenchError
 from bench.models import load_sd, resolve
 from bench.params import Needs, Param
-from bench.plugin import Attack, GeneratedImage
+from bench.plugin import Attack
 
 from attacks import face_ref
 
@@ -97,13 +97,7 @@ class IPAdapterFaceID(Attack):
             "ip_adapter_scale": self.p.scale, "dtype": str(pipe.unet.dtype).replace("torch.", ""),
             "face_encoder": meta["encoder"], "reference": meta["reference"], "faces_detected": sum(meta["detected"]),
         }
-        out = []
-        jobs = gen.jobs(recipe.sample_suffix)
-        with ctx.progress("generate", len(jobs)) as advance:
-            for prompt, seed in jobs:
-                img = sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative, gen.resolution,
-                                  ip_adapter_image_embeds=[embeds])[0]
-                out.append(GeneratedImage(img, prompt, seed))
-                advance()
-        return out
+        return gen.run(ctx, lambda prompt, seed: sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative,
+                                                             gen.resolution, ip_adapter_image_embeds=[embeds])[0],
+                       recipe.sample_suffix)
 

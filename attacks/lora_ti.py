@@ -19,7 +19,7 @@ from bench.class_images import class_images
 from bench.errors import BenchError
 from bench.models import load_sd
 from bench.params import Needs, Param
-from bench.plugin import Attack, GeneratedImage
+from bench.plugin import Attack
 
 from .training import autocast, optimizer, prior_preserving_loss
 
@@ -200,14 +200,8 @@ class LoraTI(Attack):
         negative = ", ".join(x for x in (gen.negative_prompt, recipe.negative_prompt) if x)
         ctx.notes["attack"] = {"negative_prompt": negative, "sampler": gen.sampler, "steps": gen.steps,
                                "guidance_scale": gen.guidance_scale, "identifier": parts["token"]}
-        out = []
-        jobs = gen.jobs(recipe.sample_suffix, identifier=parts["token"])
-        with ctx.progress("generate", len(jobs)) as advance:
-            for prompt, seed in jobs:
-                img = sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative, gen.resolution)[0]
-                out.append(GeneratedImage(img, prompt, seed))
-                advance()
-        return out
+        return gen.run(ctx, lambda prompt, seed: sd.generate(pipe, [prompt], [seed], gen.steps, gen.guidance_scale, negative,
+                                                             gen.resolution)[0], recipe.sample_suffix, parts["token"])
 
 
 def _keep_row(matrix, row: int, others) -> None:

@@ -144,6 +144,16 @@ class Generation:
             out += [(prompt + suffix, self.seed * 100003 + i) for i in range(self.images_per_prompt)]
         return out
 
+    def run(self, ctx: "Context", draw, suffix: str = "", identifier: str | None = None) -> list["GeneratedImage"]:
+        """Every job through `draw(prompt, seed) -> image`, with progress: the loop all attacks share."""
+        out = []
+        jobs = self.jobs(suffix, identifier)
+        with ctx.progress("generate", len(jobs)) as advance:
+            for prompt, seed in jobs:
+                out.append(GeneratedImage(draw(prompt, seed), prompt, seed))
+                advance()
+        return out
+
 
 @dataclass
 class GeneratedImage:
