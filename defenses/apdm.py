@@ -52,7 +52,8 @@ class APDM(ModelDefense):
     summary = "Model-level: fine-tunes the UNet so DreamBooth on the subject fails (DPO loss + Learning to Protect)."
     version = "1"
     params = [
-        Param("outer_iters", int, 800, tiny=6, source=GEN_ARGS + ": iter 800 (run.sh evaluates unet_799); tiny: 6",
+        Param("outer_iters", int, 800, tiny=30, source=GEN_ARGS + ": iter 800 (run.sh evaluates unet_799), as many "
+              "protection updates as the evaluation DreamBooth's 800 steps; tiny: 30, the tiny DreamBooth attack's steps",
               help="protection (outer) iterations", ge=1),
         Param("inner_iters", int, 20, tiny=5, source=GEN_ARGS + ": num_inner_iter 20 for SD 1.5 (protect.py default 30, "
               "10 for SD 2.1); tiny: 5", help="simulated personalization steps per outer iteration", ge=1),

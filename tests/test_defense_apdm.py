@@ -1,15 +1,16 @@
 """APDM on the tiny profile with two real identities: target n000050 (protected,
-attacked on clean set_B, held out set_C) and non-target rid_103 (attacked on its
-second third, held out its last third).
+attacked on its clean training images, held out: the last third of its references) and
+non-target rid_103 (same roles). The base is `zoo:tiny-sd-faces`, the tiny SD that has
+seen 100 LFW faces: on tiny-sd, which knows no faces, DreamBooth on one identity improves
+every face alike, so no defense could act on one identity only (docs/apdm.md).
 
-What is asserted: the protected model is a loadable diffusers folder in which only
-the UNet changed; the DPO objective moved the model in its direction (the subject's
-images got harder to denoise under the instance prompt, relative to the paired
-images); and after DreamBooth the non-target identity personalizes about as well on
-the protected model as on the base model (no "broken model" win).
-What is measured and printed but NOT asserted: whether target personalization is
-worse on the protected model. In the tiny world it is only marginally so (docs/apdm.md
-has the numbers); asserting it would pass or fail by accident."""
+Asserted: the protected model is a loadable diffusers folder in which only the UNet
+changed; the DPO objective moved the model in its direction (the subject's images got
+harder to denoise under the instance prompt, relative to the paired images); after
+DreamBooth (mean over three attack seeds, each paired with the same seed on the base
+model) the target personalizes measurably worse on the protected model than on the
+base model, and clearly worse than the non-target, which personalizes about as well as
+on the base model (no "broken model" win)."""
 
 import time
 
@@ -26,9 +27,12 @@ from bench.plugin import ModelRef, Recipe
 from defenses.apdm import APDM
 
 PROMPT = "a photo of sks person"
-# DreamBooth's seed-to-seed spread of this held-out loss on the base model measured 0.5% (target)
-# and 1.0% (non-target) over seeds 0-2 (docs/apdm.md); 3x the larger spread:
-CONTROL_TOLERANCE = 0.03
+SEEDS = (0, 1, 2)
+# One protection + DreamBooth run is noisy: over seeds 0-4 protected/base - 1 of the target's
+# held-out loss spreads with an sd of 0.9% and the target-minus-non-target gap with 1.0%, about
+# DreamBooth's own seed-to-seed spread on the base (0.85% target, 0.98% non-target;
+# docs/apdm.md). Hence three seeds (sd of their mean ~0.5%) and thresholds in units of:
+SPREAD = 0.01
 
 
 def held_out_loss(parts, images, n=8):
@@ -42,13 +46,17 @@ def held_out_loss(parts, images, n=8):
         return float(torch.stack([sd.denoising_loss(parts, x, cond, g, timesteps=t.repeat(len(images))) for t in ts]).mean())
 
 
+def seeded(home, store, seed: int) -> Context:
+    return Context(profile="tiny", seed=seed, resolution=64, store=store, home=home, quiet=True, log=lambda m: None)
+
+
 @pytest.fixture(scope="module")
 def world(faces, shared_zoo, tmp_path_factory):
     home = tmp_path_factory.mktemp("apdm")
-    ctx = Context(profile="tiny", seed=0, resolution=64, store=ArtifactStore(home / "a"), home=home, quiet=True, log=lambda m: None)
+    ctx = seeded(home, ArtifactStore(home / "a"), SEEDS[0])
     target = data.make_subject(data.load_raw(data.load_card("anti-db"), str(faces), "n000050"), 64)
     control = data.make_subject(data.load_raw(data.load_card("celebahq-flat"), str(faces), "rid_103"), 64)
-    base = resolve({"id": "zoo:tiny-sd"}, shared_zoo)
+    base = resolve({"id": "zoo:tiny-sd-faces"}, shared_zoo)
     defense = APDM({}, "tiny")
     started = time.time()
     defense.protect_model(target, base, ctx, home / "protected")
@@ -68,7 +76,7 @@ def test_protected_model_is_a_diffusers_folder_with_only_the_unet_changed(world)
     changed = [k for k, v in base["unet"].state_dict().items() if not torch.equal(v, prot["unet"].state_dict()[k])]
     assert len(changed) > 0.5 * len(base["unet"].state_dict())
     notes = world["notes"]
-    assert notes["updates"] == 6 and notes["inner_steps"] == 30 and notes["paired_images"] == len(world["target"].train)
+    assert notes["updates"] == 30 and notes["inner_steps"] == 150 and notes["paired_images"] == len(world["target"].train)
     print(f"\nAPDM tiny protect_model: {world['seconds']:.1f} s")
 
 
@@ -79,26 +87,39 @@ def test_dpo_makes_the_subject_harder_to_denoise_than_its_paired_images(world):
     d_subject = held_out_loss(prot, subject) - held_out_loss(base, subject)
     d_paired = held_out_loss(prot, paired) - held_out_loss(base, paired)
     print(f"\nloss change vs base: subject {d_subject:+.4f}, paired {d_paired:+.4f}")
-    assert d_subject > 0 and d_subject > 1.5 * d_paired, (d_subject, d_paired)
+    # the DPO margin (paired easier relative to subject, both measured against the base) moved its way;
+    # with a flipped sign or a vanishing DPO gradient the subject would not outgrow the paired images
+    assert d_subject > 0 and d_subject > d_paired, (d_subject, d_paired)
 
 
-def test_two_identities_after_dreambooth(world):
-    """Both models personalized (tiny DreamBooth) on each identity's clean training images,
-    scored on that identity's held-out images."""
-    ctx, home = world["ctx"], world["home"]
-    loss = {}
-    for model_name in ("base", "protected"):
-        for who, held in (("target", world["target"].reference[8:]), ("control", world["control"].reference[8:])):
+def test_target_personalizes_worse_and_non_target_as_well_after_dreambooth(world):
+    """Per seed s: APDM protects with seed s; then DreamBooth with seed s personalizes both
+    the base and the protected model on each identity's clean training images; scored on
+    that identity's held-out images. Means over the three seeds."""
+    home, store = world["home"], world["ctx"].store
+    rel = {"target": [], "control": []}
+    for seed in SEEDS:
+        ctx = seeded(home, store, seed)
+        protected = world["protected"]
+        if seed != SEEDS[0]:
+            protected = ModelRef(path=home / f"protected-{seed}", source="defense:test-apdm", revision=f"test-{seed}")
+            APDM({}, "tiny").protect_model(world["target"], world["base"], ctx, protected.path)
+        for who in ("target", "control"):
             subject = world[who]
-            attack = DreamBooth({}, "tiny")
-            out = home / f"db-{model_name}-{who}"
-            attack.personalize(subject.train, world[model_name], Recipe(), ctx, out)
-            loss[model_name, who] = held_out_loss(attack.load_personalized(out, world[model_name], ctx), held)
-    rel = {who: loss["protected", who] / loss["base", who] - 1 for who in ("target", "control")}
-    print("\nheld-out loss after DreamBooth  base / protected / relative")
+            loss = {}
+            for model_name, model in (("base", world["base"]), ("protected", protected)):
+                attack = DreamBooth({}, "tiny")
+                out = home / f"db-{model_name}-{who}-{seed}"
+                attack.personalize(subject.train, model, Recipe(), ctx, out)
+                loss[model_name] = held_out_loss(attack.load_personalized(out, model, ctx), subject.reference[8:])
+            rel[who].append(loss["protected"] / loss["base"] - 1)
+    mean = {who: sum(v) / len(v) for who, v in rel.items()}
+    print("\nheld-out loss after DreamBooth, protected / base - 1, per seed and mean")
     for who in ("target", "control"):
-        print(f"  {who:8s} {loss['base', who]:.4f} / {loss['protected', who]:.4f} / {rel[who]:+.2%}")
-    assert abs(rel["control"]) < CONTROL_TOLERANCE, rel
+        print(f"  {who:8s} " + "  ".join(f"{r:+.2%}" for r in rel[who]) + f"   mean {mean[who]:+.2%}")
+    assert mean["target"] > SPREAD, mean  # measurably worse on the protected model
+    assert mean["target"] - mean["control"] > SPREAD / 2, mean  # and specific to the protected identity
+    assert abs(mean["control"]) < 2 * SPREAD, mean  # the non-target personalizes about as well as on the base
 
 
 def test_bad_parameters_are_one_line_errors(tmp_path, world):
