@@ -156,7 +156,7 @@ def revision(source: str) -> str | None:
     from bench import zoo
 
     name = source[4:] if source.startswith("zoo:") else None
-    return zoo.zoo_revision(name) if name in zoo.ZOO else None
+    return zoo.zoo_revision(name) if zoo.known(name) else None
 
 
 def check_file(folder: Path, name: str, who: str, param: str) -> None:

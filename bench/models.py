@@ -47,7 +47,7 @@ def resolve(source: dict[str, Any], zoo_root: Path) -> ModelRef:
         raise BenchError("no base model: set base_model.id (hub id) or base_model.path (local folder)")
     if model_id.startswith("zoo:"):
         name = model_id[4:]
-        return ModelRef(path=zoo.ensure(name, zoo_root), source=model_id, revision=zoo.zoo_revision(name) if name in zoo.ZOO else None)
+        return ModelRef(path=zoo.ensure(name, zoo_root), source=model_id, revision=zoo.zoo_revision(name))
     candidates = [model_id] + list(source.get("mirrors") or []) + KNOWN_MIRRORS.get(model_id, [])
     errors = []
     for repo in dict.fromkeys(candidates):

@@ -90,7 +90,7 @@ def base_identity(base_model: dict[str, Any]) -> dict[str, Any]:
     """What identifies a base model in keys, known before anything is downloaded or built."""
     mid = base_model.get("id")
     rev = base_model.get("revision")
-    if mid and mid.startswith("zoo:") and mid[4:] in zoo.ZOO:
+    if mid and mid.startswith("zoo:") and zoo.known(mid[4:]):
         rev = zoo.zoo_revision(mid[4:])
     return {"id": None if base_model.get("path") else mid, "path": base_model.get("path"), "revision": rev}
 

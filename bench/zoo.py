@@ -2,17 +2,24 @@
 configs with a fixed seed, saved in diffusers layout, and then loaded through the
 very same `from_pretrained` code path the paper profile uses for real weights.
 
-The weights are random (seeded), so the tiny world measures how the machinery
-behaves, not what a trained SD would generate. Sizes are chosen so a DreamBooth
-step at 64 px takes well under a second on 2 CPU cores."""
+The weights are seeded and briefly pre-trained on pictures that ship with pip packages,
+so the tiny world measures how the machinery behaves, not what a trained SD would
+generate. Sizes are chosen so a DreamBooth step at 64 px takes well under a second on
+2 CPU cores.
+
+Plugins contribute their own tiny models (adapters, ControlNets) through the
+`bench.zoo` entry-point group: a `ZooModel` (config + builder); the core knows none."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from .artifacts import stable_hash
 
@@ -229,22 +236,68 @@ def pretrain(unet, vae, text_encoder, tokenizer, scheduler, cfg: dict, seed: int
     text_encoder.requires_grad_(True)
 
 
+@dataclass(frozen=True)
+class ZooModel:
+    """A tiny model: its config (hashed into the revision, so a changed config is a new
+    model) and the function that writes it into a folder, `build(out_dir, seed)`."""
+
+    config: dict
+    build: Callable[[Path, int], Any]
+
+
+@functools.cache
+def models() -> dict[str, ZooModel]:
+    """Every zoo model: the SD family above, tiny-sdxl, then the plugins' `bench.zoo` entries
+    (a plugin cannot replace a core model)."""
+    from importlib.metadata import entry_points
+
+    from .errors import BenchError
+    from .zoo_sdxl import TINY_SDXL, build_tiny_sdxl
+
+    out = {name: ZooModel(cfg, functools.partial(_build_sd, name)) for name, cfg in ZOO.items()}
+    out["tiny-sdxl"] = ZooModel(TINY_SDXL, build_tiny_sdxl)
+    for ep in entry_points(group="bench.zoo"):
+        try:
+            model = ep.load()
+        except Exception as e:
+            raise BenchError(f"zoo model {ep.name!r} ({ep.value}) does not load: {type(e).__name__}: {e}") from None
+        if not isinstance(model, ZooModel):
+            raise BenchError(f"zoo model {ep.name!r} ({ep.value}) is not a bench.zoo.ZooModel")
+        out.setdefault(ep.name, model)
+    return out
+
+
+def known(name: str) -> bool:
+    return name in models()
+
+
 def zoo_revision(name: str) -> str:
-    return f"zoo{ZOO_VERSION}-{stable_hash(ZOO[name], 10)}"
+    return f"zoo{ZOO_VERSION}-{stable_hash(models()[name].config, 10)}"
 
 
 def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | None = None):
-    """Build the tiny model `name` from its config with a fixed seed, save it in
-    diffusers layout, and return the in-memory pipeline (tests compare the two)."""
+    """Build the tiny model `name` with a fixed seed into `out_dir` and mark it with its
+    revision; returns what the builder returns (tests compare it with the saved files).
+    `pretrain_overrides` applies to the pre-trained SD family only."""
+    from .models import quiet_hf
+
+    quiet_hf()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if name in ZOO:
+        result = _build_sd(name, out_dir, seed, pretrain_overrides)
+    else:
+        result = models()[name].build(out_dir, seed)
+    (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed}))
+    return result
+
+
+def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | None = None):
+    """tiny-sd and its variants from their config: built, pre-trained, saved in diffusers layout;
+    returns the in-memory pipeline."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .models import quiet_hf
-
-    quiet_hf()
-    if name in EXTRA_BUILDERS:  # the zero-shot attacks' tiny models (below); tiny-sd is built here
-        return EXTRA_BUILDERS[name](out_dir, seed)
     cfg = ZOO[name]
     tok_dir = out_dir / "tokenizer"
     write_tokenizer(tok_dir)
@@ -275,7 +328,6 @@ def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | No
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed}))
     return pipe
 
 
@@ -283,8 +335,8 @@ def ensure(name: str, root: Path) -> Path:
     """Path of the built zoo model, building it once (atomically) if missing."""
     from .errors import BenchError
 
-    if name not in ZOO:
-        raise BenchError(f"unknown zoo model {name!r}; the zoo has: {', '.join(ZOO)}")
+    if not known(name):
+        raise BenchError(f"unknown zoo model {name!r}; the zoo has: {', '.join(models())}")
     final = root / f"{name}-{zoo_revision(name)}"
     if (final / "ZOO.json").is_file():
         return final
@@ -300,7 +352,3 @@ def ensure(name: str, root: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-# The SDXL-family and adapter entries live in zoo_extra (imported last: it extends ZOO).
-from .zoo_extra import EXTRA_BUILDERS  # noqa: E402

@@ -114,7 +114,7 @@ class RID(ImageDefense):
         return self.p.eps
 
     def check(self) -> None:
-        cfg = parse_config(self.p.config)
+        parse_config(self.p.config)  # a bad config string is a one-line error here
         spec = self.p.checkpoint.strip()
         if not spec:
             check_config(self.train_config())

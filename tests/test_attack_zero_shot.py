@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from attacks import face_ref
 from attacks.instantid import InstantID, draw_kps
 from attacks.ipa_faceid import IPAdapterFaceID
-from bench import zoo, zoo_extra
+from attacks import tiny_zero_shot
+from bench import zoo
 from bench.artifacts import ArtifactStore
 from bench.context import Context
 from bench.errors import BenchError
@@ -105,7 +106,7 @@ def test_ipa_faceid_checkpoint_loads_through_diffusers(setup, tmp_path):
     assert all(isinstance(procs[n], AttnProcessor2_0) for n in names if n.endswith("attn1.processor"))
     proj = pipe.unet.encoder_hid_proj.image_projection_layers[0]
     assert isinstance(proj, IPAdapterFaceIDImageProjection) and proj.num_tokens == 4
-    file = load_file(zoo.ensure("tiny-ipa-faceid", ctx.zoo_root) / zoo_extra.TINY_IPA_FACEID["weight_name"])
+    file = load_file(zoo.ensure("tiny-ipa-faceid", ctx.zoo_root) / tiny_zero_shot.TINY_IPA_FACEID["weight_name"])
     assert torch.equal(proj.ff.net[0].proj.weight, file["image_proj.proj.0.weight"])
     i = next(k for k, n in enumerate(names) if n.endswith("attn2.processor"))
     assert torch.equal(procs[names[i]].to_k_ip[0].weight, file[f"ip_adapter.{i}.to_k_ip.weight"])
@@ -155,7 +156,7 @@ def test_instantid_loads_through_diffusers_and_follows_keypoints(setup, tmp_path
     proj = pipe.unet.encoder_hid_proj.image_projection_layers[0]
     assert isinstance(proj, IPAdapterPlusImageProjection)
     # diffusers' converted projection computes InstantID's Resampler on the checkpoint's own keys
-    file = load_file(zoo.ensure("tiny-instantid", ctx.zoo_root) / zoo_extra.TINY_INSTANTID["weight_name"])
+    file = load_file(zoo.ensure("tiny-instantid", ctx.zoo_root) / tiny_zero_shot.TINY_INSTANTID["weight_name"])
     img = {k[len("image_proj."):]: v for k, v in file.items() if k.startswith("image_proj.")}
     x = torch.randn(2, 1, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

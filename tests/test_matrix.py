@@ -6,7 +6,6 @@ import shutil
 import textwrap
 import zipfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 attack personalizes the protected model AND the base model on the other identity's
 clean images, so a model that is merely broken cannot pass as a perfect defense."""
 
-import shutil
 import textwrap
 
 import pytest

@@ -1,6 +1,8 @@
 """Plugin registry: built-ins and third parties register alike (entry points),
 local files via --plugin, aliases, closest-match errors, budget enforcement."""
 
+import json
+import os
 import textwrap
 
 import pytest
@@ -74,6 +76,9 @@ THIRD_PARTY = {
         version = "0.1"
         [project.entry-points."bench.defenses"]
         shift = "shift_defense:Shift"
+        [project.entry-points."bench.zoo"]
+        tiny-shift-table = "shift_defense:TABLE"
+        tiny-sd = "shift_defense:TABLE"
         [tool.setuptools]
         py-modules = ["shift_defense"]
     ''',
@@ -81,6 +86,12 @@ THIRD_PARTY = {
         import numpy as np
         from bench.params import Param
         from bench.plugin import ImageDefense
+        from bench.zoo import ZooModel
+
+        def write_table(out_dir, seed):
+            (out_dir / "table.txt").write_text(f"shift table, seed {seed}")
+
+        TABLE = ZooModel({"shifts": [1, 2, 3]}, write_table)  # a plugin's own tiny model
 
         class Shift(ImageDefense):
             name = "shift"
@@ -114,3 +125,12 @@ def test_third_party_package_installed_with_pip_appears_and_runs(tmp_path):
     res = run_cli("run", "--defense", "brightness-shift", *SMALL_CELL, "--home", str(tmp_path / "h"), env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "measured L-inf 3/255" in res.stdout
+    # its zoo model is built through the core's zoo; it cannot replace a core model (tiny-sd)
+    probe = ("import json, sys; from pathlib import Path; from bench import zoo; "
+             "out = zoo.ensure('tiny-shift-table', Path(sys.argv[1])); "
+             "print(json.dumps([(out / 'table.txt').read_text(), json.loads((out / 'ZOO.json').read_text())['name'], "
+             "zoo.models()['tiny-sd'].config is zoo.TINY_SD]))")
+    got = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "zoo")], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert json.loads(got.stdout) == ["shift table, seed 0", "tiny-shift-table", True]

@@ -1,58 +1,19 @@
-"""Tiny models for the zero-shot attacks (IP-Adapter FaceID, InstantID): an SDXL-shaped
-base, an IdentityNet-shaped ControlNet and adapter checkpoints in the authors' key
-layouts, registered into bench.zoo.ZOO and built by bench.zoo.build like tiny-sd."""
+"""Tiny stand-ins for what IP-Adapter FaceID and InstantID load, contributed to the zoo
+through the `bench.zoo` entry points (pyproject): an IdentityNet-shaped ControlNet for
+tiny-sdxl and adapter checkpoints written in the authors' key layouts
+(tencent-ailab/IP-Adapter ip_adapter/ip_adapter_faceid.py; instantX-research/InstantID
+pipeline_stable_diffusion_xl_instantid.py), so that diffusers' own `load_ip_adapter` reads
+them exactly as it reads the real files. Seeded random weights, no pre-training: each
+builds in seconds. Their identity-embedding width is 128, the offline encoder's
+(metrics/face_offline.py: dlib ResNet descriptors)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .zoo import TINY_SD, ZOO, write_tokenizer, zoo_revision
+from bench.zoo import TINY_SD, ZooModel
+from bench.zoo_sdxl import TINY_SDXL, tiny_sdxl_unet
 
-# ------------------------------------------------------------------ zero-shot attacks' tiny models
-# Tiny stand-ins for what IP-Adapter FaceID and InstantID load: an SDXL-shaped base, an
-# IdentityNet-shaped ControlNet, and adapter checkpoints written in the authors' key layouts
-# (tencent-ailab/IP-Adapter ip_adapter/ip_adapter_faceid.py; instantX-research/InstantID
-# pipeline_stable_diffusion_xl_instantid.py) so that diffusers' own `load_ip_adapter`
-# reads them exactly as it reads the real files. Seeded random weights, no pre-training:
-# each builds in seconds. Their identity-embedding width is 128, the offline encoder's
-# (metrics/face_offline.py: dlib ResNet descriptors).
-
-# SDXL-like: two CLIP text encoders whose hidden states are concatenated (32 + 32 = the
-# UNet's cross-attention width 64), the second with a projection giving the pooled
-# embedding; "text_time" added conditioning of 6 size/crop ids x 8 + pooled 32 = 80.
-TINY_SDXL = {
-    "unet": dict(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64,
-        attention_head_dim=(2, 4),
-        transformer_layers_per_block=(1, 1),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=80,
-        norm_num_groups=16,
-    ),
-    "vae": {k: v for k, v in TINY_SD["vae"].items()},
-    "text_encoder": dict(TINY_SD["text_encoder"]),
-    "text_encoder_2": dict(TINY_SD["text_encoder"]),
-    # SDXL base's scheduler_config.json (EulerDiscreteScheduler, same betas as SD).
-    "scheduler": dict(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-        prediction_type="epsilon",
-    ),
-}
 # The tiny VAE downsamples x4 (SD's x8), so the ControlNet's condition encoder has two
 # stride-2 stages instead of three. Zero convolutions get seeded random weights: a trained
 # IdentityNet's are non-zero, and zero ones would make the tiny ControlNet ignore both the
@@ -70,54 +31,6 @@ TINY_IPA_FACEID = {"unet": TINY_SD["unet"], "id_dim": 128, "num_tokens": 4, "lor
 TINY_INSTANTID = {"unet": TINY_SDXL["unet"], "id_dim": 128, "num_tokens": 16, "dim": 64, "depth": 4,
                   "dim_head": 64, "ff_mult": 4, "weight_name": "ip-adapter.safetensors"}
 
-ZOO.update({
-    "tiny-sdxl": TINY_SDXL,
-    "tiny-instantid-controlnet": TINY_INSTANTID_CONTROLNET,
-    "tiny-ipa-faceid": TINY_IPA_FACEID,
-    "tiny-instantid": TINY_INSTANTID,
-})
-
-
-def _write_marker(name: str, out_dir: Path, seed: int) -> None:
-    (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed}))
-
-
-def _tiny_sdxl_unet(seed: int):
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(**TINY_SDXL["unet"])
-
-
-def build_tiny_sdxl(out_dir: Path, seed: int = 0):
-    import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    cfg = TINY_SDXL
-    toks = []
-    for sub in ("tokenizer", "tokenizer_2"):
-        write_tokenizer(out_dir / sub)
-        toks.append(CLIPTokenizer.from_pretrained(out_dir / sub))
-    unet = _tiny_sdxl_unet(seed)
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(**cfg["vae"])
-    encoders = []
-    for i, (key, cls) in enumerate((("text_encoder", CLIPTextModel), ("text_encoder_2", CLIPTextModelWithProjection))):
-        torch.manual_seed(seed + 2 + i)
-        tok = toks[i]
-        encoders.append(cls(CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                           pad_token_id=tok.pad_token_id, **cfg[key])))
-    pipe = StableDiffusionXLPipeline(
-        vae=vae.eval(), text_encoder=encoders[0].eval(), text_encoder_2=encoders[1].eval(), tokenizer=toks[0],
-        tokenizer_2=toks[1], unet=unet.eval(), scheduler=EulerDiscreteScheduler(**cfg["scheduler"]),
-        force_zeros_for_empty_prompt=True,
-    )
-    pipe.save_pretrained(out_dir, safe_serialization=True)
-    _write_marker("tiny-sdxl", out_dir, seed)
-    return pipe
-
 
 def build_tiny_instantid_controlnet(out_dir: Path, seed: int = 0):
     """IdentityNet shape: ControlNetModel.from_unet on tiny-sdxl's UNet (rebuilt from the
@@ -126,7 +39,7 @@ def build_tiny_instantid_controlnet(out_dir: Path, seed: int = 0):
     from diffusers import ControlNetModel
 
     cfg = TINY_INSTANTID_CONTROLNET
-    net = ControlNetModel.from_unet(_tiny_sdxl_unet(seed),
+    net = ControlNetModel.from_unet(tiny_sdxl_unet(seed),
                                     conditioning_embedding_out_channels=tuple(cfg["conditioning_embedding_out_channels"]))
     g = torch.Generator().manual_seed(seed + 10)
     ce = net.controlnet_cond_embedding
@@ -139,7 +52,6 @@ def build_tiny_instantid_controlnet(out_dir: Path, seed: int = 0):
         for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * cfg["zero_conv_std"])
     net.eval().save_pretrained(out_dir, safe_serialization=True)
-    _write_marker("tiny-instantid-controlnet", out_dir, seed)
     return net
 
 
@@ -191,7 +103,6 @@ def build_tiny_ipa_faceid(out_dir: Path, seed: int = 0):
             for part in ("to_k_ip", "to_v_ip"):
                 ip[f"{i}.{part}.weight"] = torch.randn(hidden, cross, generator=g) / cross**0.5
     _save_adapter(out_dir, cfg["weight_name"], image_proj, ip)
-    _write_marker("tiny-ipa-faceid", out_dir, seed)
     return out_dir / cfg["weight_name"]
 
 
@@ -228,13 +139,9 @@ def build_tiny_instantid(out_dir: Path, seed: int = 0):
             ip[f"{i}.to_k_ip.weight"] = lin(hidden, cross)
             ip[f"{i}.to_v_ip.weight"] = lin(hidden, cross)
     _save_adapter(out_dir, cfg["weight_name"], proj, ip)
-    _write_marker("tiny-instantid", out_dir, seed)
     return out_dir / cfg["weight_name"]
 
 
-EXTRA_BUILDERS = {
-    "tiny-sdxl": build_tiny_sdxl,
-    "tiny-instantid-controlnet": build_tiny_instantid_controlnet,
-    "tiny-ipa-faceid": build_tiny_ipa_faceid,
-    "tiny-instantid": build_tiny_instantid,
-}
+IPA_FACEID = ZooModel(TINY_IPA_FACEID, build_tiny_ipa_faceid)
+INSTANTID_CONTROLNET = ZooModel(TINY_INSTANTID_CONTROLNET, build_tiny_instantid_controlnet)
+INSTANTID = ZooModel(TINY_INSTANTID, build_tiny_instantid)
