@@ -100,18 +100,21 @@ def test_metacloak(setup):
     assert len(notes["loss_trace"]) == 1 * 3 * (5 // 2)  # trials x snapshots x interval // advance_steps
 
 
-def test_e_aspl_same_base_twice(setup):
-    """Only one tiny zoo model exists, so the ensemble lists the base again: two
-    independent surrogates, interleaved (and averaged in 'average' mode)."""
+def test_e_aspl_two_zoo_models(setup, shared_zoo):
+    """E-ASPL over two different tiny models (tiny-sd, and tiny-sd-faces: same architecture,
+    other pre-training): each surrogate runs its PGD every iteration, interleaved or
+    averaged, and the result is harder to denoise for both."""
     ctx, subject, base, parts = setup
+    second = load_sd(resolve({"id": "zoo:tiny-sd-faces"}, shared_zoo))
     out = {}
     for mode in ("interleave", "average"):
-        d = ASPL({"ensemble": ["zoo:tiny-sd"], "ensemble_mode": mode, "outer_steps": 2}, "tiny")
+        d = ASPL({"ensemble": ["zoo:tiny-sd-faces"], "ensemble_mode": mode, "outer_steps": 2}, "tiny")
         out[mode] = d.protect(subject, base, ctx)
-        assert ctx.notes["defense"]["surrogates"] == ["zoo:tiny-sd", "zoo:tiny-sd"]
+        assert ctx.notes["defense"]["surrogates"] == ["zoo:tiny-sd", "zoo:tiny-sd-faces"]
         assert len(ctx.notes["defense"]["loss_trace"]) == 2 * 2 * 6  # every surrogate runs its PGD each iteration
         assert max(linf(p, c) for p, c in zip(out[mode], subject.train)) == 6
-        assert mean_loss(parts, out[mode]) > mean_loss(parts, subject.train)
+        for model in (parts, second):
+            assert mean_loss(model, out[mode]) > mean_loss(model, subject.train)
     assert not all(np.array_equal(a, b) for a, b in zip(out["interleave"], out["average"]))
 
 
