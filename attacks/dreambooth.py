@@ -50,8 +50,10 @@ class DreamBooth(Attack):
               help="class images are generated in batches of bench.class_images.BATCH and shared by every plugin"),
         Param("max_grad_norm", float, 1.0, source="diffusers train_dreambooth.py default", gt=0),
         Param("mixed_precision", str, "no", paper="bf16", choices=("no", "bf16", "fp16"), source=ANTI_DB + ": bf16 (CUDA only)"),
-        Param("gradient_checkpointing", bool, False, help="trade compute for memory (GPU users)"),
-        Param("use_8bit_adam", bool, False, help="bitsandbytes AdamW8bit when installed"),
+        Param("gradient_checkpointing", bool, False, source="Anti-DreamBooth scripts/attack_with_aspl.sh: train_dreambooth.py "
+              "runs without --gradient_checkpointing", help="trade compute for memory (GPU users)"),
+        Param("use_8bit_adam", bool, False, source="Anti-DreamBooth scripts/attack_with_aspl.sh: train_dreambooth.py runs without --use_8bit_adam",
+              help="bitsandbytes AdamW8bit when installed"),
     ]
     needs = Needs(weights=("base model (SD)",), gpu_memory_gb={"paper": 24.0})
 

@@ -369,7 +369,7 @@ app.add_typer(check_app, name="check")
 @check_app.command("plugin")
 def check_plugin_cmd(
     name: str = typer.Argument(..., help="plugin name"),
-    kind: str = typer.Option("defense", "--kind", help="defense | purifier | metric"),
+    kind: str = typer.Option("defense", "--kind", help="defense | purifier | attack | metric"),
     plugin: list[str] = typer.Option([], "--plugin", help="plugin file not installed as a package"),
 ):
     """Conformance: schema, modes and shapes, determinism, budget on saved PNGs, speed."""

@@ -1,6 +1,8 @@
 """Plugin author kit: `bench new <kind> NAME` scaffolds a package, `bench check plugin
 NAME` runs the conformance checks a submission must pass (schema, shapes and modes,
-determinism under a seed, budget on the saved PNGs, speed)."""
+determinism under a seed, budget on the saved PNGs, speed; for model-level defenses a
+loadable diffusers model with the base's architecture; for attacks the generation
+protocol's images)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from .errors import BenchError
 from .images import linf, load_image, save_png
-from .plugin import ImageDefense, Metric, ModelDefense, Purifier, Subject
+from .plugin import Attack, Generation, ImageDefense, Metric, ModelDefense, ModelRef, Purifier, Recipe, Subject
 
 TEMPLATES = {
     "defense": ("bench.defenses", "ImageDefense", '''
@@ -151,7 +153,7 @@ def _schema(cls) -> Check:
         if not getattr(cls, attr, ""):
             problems.append(f"no {attr}")
     for p in cls.params:
-        if not p.source:
+        if not p.source and not p.setup:
             problems.append(f"parameter {p.name} cites no source")
     for profile in ("tiny", "paper"):
         try:
@@ -184,13 +186,13 @@ def check_plugin(kind: str, name: str, registry=None, plugin_files: list[str] | 
         if issubclass(cls, ImageDefense):
             checks += _check_image_defense(cls, profile, ctx, resolve)
         elif issubclass(cls, ModelDefense):
-            checks.append(Check("model defense", True, "model-level defenses are checked by running a cell (bench run)"))
+            checks += _check_model_defense(cls, profile, ctx, resolve, home)
         elif issubclass(cls, Purifier):
             checks += _check_purifier(cls, profile, ctx)
         elif issubclass(cls, Metric):
             checks += _check_metric(cls, profile, ctx)
-        else:
-            checks.append(Check("kind", True, "attacks are checked by running a cell (bench run)"))
+        elif issubclass(cls, Attack):
+            checks += _check_attack(cls, profile, ctx, resolve, home)
     return Report(kind, cls.name, checks)
 
 
@@ -274,3 +276,78 @@ def _check_metric(cls, profile, ctx) -> list[Check]:
         Check("returns a MetricResult", good, f"value {getattr(res, 'value', None)}, status {getattr(res, 'status', None)}"),
         Check("deterministic", again.value == res.value, f"{res.value} vs {again.value}"),
     ]
+
+
+def _failed(what: str, exc: Exception) -> Check:
+    return Check(what, False, f"{exc.__class__.__name__}: {exc}")
+
+
+def _check_model_defense(cls, profile, ctx, resolve, home: Path) -> list[Check]:
+    """Two protections with one seed: each must be a diffusers folder that loads like the base
+    (same components, same tensor names and shapes), differ from it, and equal the other."""
+    from .models import load_sd
+
+    base = resolve({"id": "zoo:tiny-sd"}, ctx(0, 64).zoo_root)
+    plugin = cls({}, profile)
+    subject = _sample_subject((64, 64))
+    states = []
+    for run in range(2):
+        out = home / f"protected-{run}"
+        try:
+            started = time.time()
+            plugin.protect_model(subject, base, ctx(0, 64), out)
+            seconds = time.time() - started
+            parts = load_sd(ModelRef(path=out, source="check", revision=str(run)))
+        except Exception as exc:
+            return [_failed("writes a loadable diffusers model", exc)]
+        states.append({name: m.state_dict() for name, m in parts.items() if hasattr(m, "state_dict")})
+    ref = {name: m.state_dict() for name, m in load_sd(base).items() if hasattr(m, "state_dict")}
+    bad = [f"{name}.{k}" for name, sd in ref.items() for k, v in sd.items()
+           if k not in states[0].get(name, {}) or states[0][name][k].shape != v.shape]
+    changed = sum(not states[0][name][k].equal(v) for name, sd in ref.items() for k, v in sd.items() if f"{name}.{k}" not in bad)
+    same = all(states[0][name][k].equal(states[1][name][k]) for name, sd in states[0].items() for k in sd)
+    return [
+        Check("writes a loadable diffusers model", not bad,
+              f"missing or reshaped: {', '.join(bad[:5])}" if bad else "loads with load_sd, base architecture kept"),
+        Check("changes the model", changed > 0, f"{changed} tensors differ from the base"),
+        Check("deterministic under a seed", same, "same seed gave identical weights" if same else "same seed gave different weights"),
+        Check("speed", True, f"{seconds:.1f} s per protection (tiny profile) on {ctx(0, 64).device}"),
+    ]
+
+
+def _check_attack(cls, profile, ctx, resolve, home: Path) -> list[Check]:
+    """Personalize on two sample views and generate the profile's protocol twice with one
+    seed: one uint8 image per (prompt, seed) job at the resolution, identical both times."""
+    from .profiles import PROFILES
+    from .protocol import resolve_generation
+
+    base = resolve({"id": "zoo:tiny-sd"}, ctx(0, 64).zoo_root)
+    plugin = cls({}, profile)
+    subject = _sample_subject((64, 64))
+    spec = resolve_generation(dict(PROFILES[profile]["generation"]), ["a photo of sks person"])
+    gen = Generation(**{**spec, "images_per_prompt": 2}, seed=0, resolution=64)
+    runs = []
+    for run in range(2):
+        out = home / f"personalized-{run}"
+        try:
+            started = time.time()
+            plugin.personalize(subject.train, base, Recipe(), ctx(0, 64), out)
+            trained = time.time() - started
+            images = plugin.generate(out, base, gen, Recipe(), ctx(0, 64))
+            drawn = (time.time() - started - trained) / max(len(images), 1)
+        except Exception as exc:
+            return [_failed("personalizes and generates", exc)]
+        runs.append(images)
+    jobs = gen.jobs()
+    first = runs[0]
+    bad = [f"image {i}: {getattr(g.image, 'dtype', type(g.image))} {getattr(g.image, 'shape', '')}" for i, g in enumerate(first)
+           if not (isinstance(g.image, np.ndarray) and g.image.dtype == np.uint8 and g.image.shape == (64, 64, 3))]
+    if len(first) != len(jobs) or [g.seed for g in first] != [seed for _, seed in jobs]:
+        bad.append(f"{len(first)} images with seeds {[g.seed for g in first]}; the protocol asks {[seed for _, seed in jobs]}")
+    same = len(runs[1]) == len(first) and all(np.array_equal(a.image, b.image) for a, b in zip(first, runs[1]))
+    return [
+        Check("generation protocol", not bad, "; ".join(bad) or f"{len(first)} uint8 64x64 images, one per (prompt, seed) job"),
+        Check("deterministic under a seed", same, "same seed gave identical images" if same else "same seed gave different images"),
+        Check("speed", True, f"personalize {trained:.1f} s, {drawn:.2f} s per image (tiny profile) on {ctx(0, 64).device}"),
+    ]
+

@@ -30,6 +30,7 @@ class Param:
     le: float | None = None  # inclusive upper bound
     choices: tuple | None = None
     unit: str = ""  # e.g. "px/255" for budgets in 0-255 pixel units
+    setup: bool = False  # where weights live, which device: not a method default, so no source to cite
 
     def default_for(self, profile: str) -> Any:
         value = getattr(self, profile, _UNSET)

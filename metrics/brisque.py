@@ -205,7 +205,7 @@ class BRISQUE(Metric):
             "robust_facecloak/eval_score.py (BRISQUELoss)",
             help="libsvm = the brisque package's bundled SVR; piq / pyiqa = their torch code + piq's SVR file",
         ),
-        Param("weights", str, "", help="piq / pyiqa: local path to brisque_svm_weights.pt(h)"),
+        Param("weights", str, "", setup=True, help="piq / pyiqa: local path to brisque_svm_weights.pt(h)"),
         Param(
             "resize",
             int,

@@ -191,7 +191,7 @@ class FID(Metric):
             "(200 clean vs 1000 generated)",
             help="identity = this cell's FID; pooled = store features, combine cells with metrics.fid.pooled_fid",
         ),
-        Param("weights", str, "", help="inception: local path to torch-fidelity's pt_inception-2015-12-05 weights"),
+        Param("weights", str, "", setup=True, help="inception: local path to torch-fidelity's pt_inception-2015-12-05 weights"),
     ]
     needs = Needs(
         weights=(

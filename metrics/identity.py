@@ -54,6 +54,7 @@ WEIGHTS_DIR_PARAM = Param(
     name="weights_dir",
     type=str,
     default="",
+    setup=True,
     help="insightface: folder holding <pack>/*.onnx (default ~/.insightface/models); "
     "deepface: folder holding .deepface/weights (default $DEEPFACE_HOME or ~); unused by dlib",
 )
@@ -229,8 +230,8 @@ class IMS(Metric):
             "(IMS_VGG-Face_cosine, reused by DiffShortcut)",
             help="ISM definition used for both parts (see metric ism)",
         ),
-        Param("insightface_dir", str, "", help="folder holding antelopev2/*.onnx (default ~/.insightface/models)"),
-        Param("deepface_home", str, "", help="folder holding .deepface/weights (default $DEEPFACE_HOME or ~)"),
+        Param("insightface_dir", str, "", setup=True, help="folder holding antelopev2/*.onnx (default ~/.insightface/models)"),
+        Param("deepface_home", str, "", setup=True, help="folder holding .deepface/weights (default $DEEPFACE_HOME or ~)"),
     ]
     needs = Needs(
         weights=(

@@ -89,7 +89,7 @@ class LIQE(Metric):
             source="pm1: liuyixin-louis/DiffShortcut diffshortcut/get_score_tempalte.py ((q-1)/4*2-1)",
             help="raw = 1..5; pm1 = DiffShortcut's [-1, 1]",
         ),
-        Param("weights", str, "", help="local path to the LIQE checkpoint (default: pyiqa's cache)"),
+        Param("weights", str, "", setup=True, help="local path to the LIQE checkpoint (default: pyiqa's cache)"),
     ]
     needs = Needs(weights=("pyiqa LIQE checkpoint (liqe_mix.pt / liqe_koniq.pt)", "OpenAI CLIP ViT-B/32 (ViT-B-32.pt)"))
 

@@ -47,11 +47,14 @@ class DiffPure(Purifier):
         Param("prompt", str, "A photo of a person", source=RID + ": prompt 'A photo of a person'",
               help="latent: conditioning prompt (seed 002 LatentDiffPure: 'a photo of [class_name], high quality, highres')"),
         Param("guidance_scale", float, 7.5, source=RID + ": CFG 7.5", ge=0),
-        Param("negative_prompt", str, "", help="latent: negative prompt"),
+        Param("negative_prompt", str, "", source=RID + " gives prompt and CFG only: no negative prompt",
+              help="latent: negative prompt"),
         Param("steps", int, 50, source="diffusers StableDiffusionImg2ImgPipeline default num_inference_steps=50",
               help="latent: sampler steps for strength 1 (strength x steps are run)", ge=1),
-        Param("sampler", str, "ddim", choices=tuple(SAMPLERS), help="latent: scheduler of the img2img pipeline"),
-        Param("model", str, "", help="latent: SD model (zoo:name, hub id or folder); empty = the profile's base model"),
+        Param("sampler", str, "ddim", choices=tuple(SAMPLERS), source=RID + " does not name the scheduler; ours: DDIM "
+              "(deterministic given the seed)", help="latent: scheduler of the img2img pipeline"),
+        Param("model", str, "", source="ours: the cell's base model, so a purifier adds no second SD to a protocol group",
+              help="latent: SD model (zoo:name, hub id or folder); empty = the profile's base model"),
     ]
     needs = Needs(weights=("pixel DDPM (space=pixel) or SD base model (space=latent)",), gpu_memory_gb={"paper": 8.0})
 
