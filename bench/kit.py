@@ -340,14 +340,15 @@ def _check_attack(cls, profile, ctx, resolve, home: Path) -> list[Check]:
         runs.append(images)
     jobs = gen.jobs()
     first = runs[0]
-    bad = [f"image {i}: {getattr(g.image, 'dtype', type(g.image))} {getattr(g.image, 'shape', '')}" for i, g in enumerate(first)
-           if not (isinstance(g.image, np.ndarray) and g.image.dtype == np.uint8 and g.image.shape == (64, 64, 3))]
-    if len(first) != len(jobs) or [g.seed for g in first] != [seed for _, seed in jobs]:
-        bad.append(f"{len(first)} images with seeds {[g.seed for g in first]}; the protocol asks {[seed for _, seed in jobs]}")
-    same = len(runs[1]) == len(first) and all(np.array_equal(a.image, b.image) for a, b in zip(first, runs[1]))
+    pictures = [[getattr(g, "image", g) for g in images] for images in runs]  # GeneratedImage expected; say what came
+    bad = [f"image {i}: {getattr(img, 'dtype', type(img).__name__)} {getattr(img, 'shape', '')}" for i, img in enumerate(pictures[0])
+           if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (64, 64, 3))]
+    seeds = [getattr(g, "seed", None) for g in first]
+    if len(first) != len(jobs) or seeds != [seed for _, seed in jobs]:
+        bad.append(f"{len(first)} images with seeds {seeds}; the protocol asks {[seed for _, seed in jobs]}")
+    same = len(runs[1]) == len(first) and all(np.array_equal(a, b) for a, b in zip(*pictures))
     return [
         Check("generation protocol", not bad, "; ".join(bad) or f"{len(first)} uint8 64x64 images, one per (prompt, seed) job"),
         Check("deterministic under a seed", same, "same seed gave identical images" if same else "same seed gave different images"),
         Check("speed", True, f"personalize {trained:.1f} s, {drawn:.2f} s per image (tiny profile) on {ctx(0, 64).device}"),
     ]
-
