@@ -9,7 +9,7 @@ changed; the DPO objective moved the model in its direction (the subject's image
 harder to denoise under the instance prompt, relative to the paired images); after
 DreamBooth (mean over three attack seeds, each paired with the same seed on the base
 model) the target personalizes measurably worse on the protected model than on the
-base model, and clearly worse than the non-target, which personalizes about as well as
+base model, and worse than the non-target, which personalizes about as well as
 on the base model (no "broken model" win)."""
 
 import time
