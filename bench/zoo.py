@@ -83,8 +83,8 @@ TINY_SD["pretrain"] = dict(vae_steps=200, vae_lr=1e-3, kl_weight=1e-6, unet_step
 
 # The same model pre-trained longer on a pool that also holds 100 real faces (scikit-image's
 # bundled LFW subset: `skimage.data.lfw_subset()`, 25x25 grey crops of 100 different
-# people, none of them the test identities). tiny-sd has seen one face (the sample card's
-# astronaut), so for it every face is "new" and a DreamBooth run on one identity lowers the
+# people, none of them the test identities). tiny-sd has seen views of one face (the sample
+# card's astronaut), so for it every face is "new" and a DreamBooth run on one identity lowers the
 # held-out loss of another identity almost as much (-8% vs -5%); this one knows faces, and
 # DreamBooth on one identity improves that identity only (-2.7% vs +1.2%, docs/apdm.md).
 # Protections that must act on ONE identity (model-level defenses, the control identity)
