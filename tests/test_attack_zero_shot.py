@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from attacks import face_ref
+from attacks import face_ref, tiny_zero_shot
 from attacks.instantid import InstantID, draw_kps
 from attacks.ipa_faceid import IPAdapterFaceID
-from attacks import tiny_zero_shot
 from bench import zoo
 from bench.artifacts import ArtifactStore
 from bench.context import Context
