@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -65,6 +66,8 @@ def run(
     workers: int = typer.Option(1, "--workers", help="local executor: processes for independent stages"),
     artifacts_url: Optional[str] = typer.Option(None, "--artifacts-url", help="fsspec URL shared by all workers (e.g. s3://bucket/bench); env BENCH_ARTIFACTS_URL"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="also run (cached) the no-defense baseline and the "
+                                 "equal-budget noise control of each cell and show the defense beside them"),
 ):
     """Run one cell (defense -> purifier -> attack -> metrics), or a matrix when a plugin is
     'all' or several identities are given; computes only what is not cached."""
@@ -98,7 +101,7 @@ def run(
     else:
         cfgs = [CellConfig.build(base, sets)]
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
-                    plugin_files=plugin, artifacts_url=artifacts_url)
+                    plugin_files=plugin, artifacts_url=artifacts_url, compare=compare)
     _execute(runner, cfgs, executor, address, dry_run, show_plan=bool(matrix), workers=workers)
 
 
@@ -153,7 +156,48 @@ def _print_cells(records: list[dict]) -> None:
         t.add_row(r["identity"], p["defense"]["name"], "+".join(x["name"] for x in p["purifier"]), p["attack"]["name"],
                   str(p["seed"]), *[_fmt(v.get("value")) if v.get("status") == "ok" else _fmt(v.get("status")) for v in vals])
     out.print(t)
+    _print_statistics(records)
     out.print(f"records in {records[0]['_run']['record_path'].rsplit('/', 1)[0]}")
+
+
+def _print_statistics(records: list[dict]) -> None:
+    """Over identities, per (defense, purifier, attack) and metric: mean [95% CI], the same
+    for the no-defense baseline and the equal-budget noise, the protection and its paired
+    Wilcoxon p (n = identities with both values)."""
+    from .stats import paired_comparison
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        p = r["protocol"]
+        if "compare" not in r:
+            continue
+        key = (p["defense"]["name"], "+".join(x["name"] for x in p["purifier"]), p["attack"]["name"], p["seed"])
+        groups.setdefault(key, []).append(r)
+    groups = {k: v for k, v in groups.items() if len({r["identity"] for r in v}) > 1}
+    if not groups:
+        return
+    t = Table(title="over identities: mean [bootstrap 95% CI]; protection > 0 hurts the attacker; paired Wilcoxon p",
+              title_justify="left")
+    for col in ("defense", "purifier", "attack", "metric", "n", "defense value", "no defense", "protection vs none", "p",
+                "noise", "protection vs noise", "p (noise)"):
+        t.add_column(_fmt(col))
+    ci = lambda m, c: f"{m:.3g} [{c[0]:.3g}, {c[1]:.3g}]" if np.isfinite(m) else "-"  # noqa: E731
+    for (d, pur, att, _), recs in groups.items():
+        for mid in recs[0]["metrics"]:
+            vals = [r["metrics"].get(mid, {}).get("value") if r["metrics"].get(mid, {}).get("status") == "ok" else None for r in recs]
+            comps = {role: [r["compare"].get(role, {}).get("metrics", {}).get(mid) for r in recs]
+                     for role in ("baseline", "noise") if all(role in r["compare"] for r in recs)}
+            s = paired_comparison(vals, comps, recs[0]["metrics"][mid].get("higher_is_better"))
+            row = [d, pur, att, _fmt(mid), str(s["n"]), ci(s["mean"], s["ci"])]
+            for role in ("baseline", "noise"):
+                c = s.get(role)
+                if c is None:
+                    row += ["-", "-", "-"]
+                    continue
+                p = "-" if not np.isfinite(c["p_value"]) else f"{c['p_value']:.3g}"
+                row += [f"{c['mean']:.3g}", ci(c["protection"], c["protection_ci"]) + f" (n={c['n_pairs']})", p]
+            t.add_row(*row)
+    out.print(t)
 
 
 @app.command()
@@ -169,6 +213,7 @@ def sweep(
     workers: int = typer.Option(1, "--workers", help="local executor: processes for independent stages"),
     artifacts_url: Optional[str] = typer.Option(None, "--artifacts-url", help="fsspec URL shared by all workers (e.g. s3://bucket/bench); env BENCH_ARTIFACTS_URL"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan only"),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="also run each cell's baseline and noise control"),
 ):
     """Run a matrix of cells from a sweep file; prints the plan first."""
     from .runner import Runner
@@ -177,7 +222,7 @@ def sweep(
     reg = _registry(plugin)
     cfgs = load_sweep(path, reg, sets)
     runner = Runner(home=home, registry=reg, device=device, quiet=quiet, log=lambda m: err.print(m, highlight=False),
-                    plugin_files=plugin, artifacts_url=artifacts_url)
+                    plugin_files=plugin, artifacts_url=artifacts_url, compare=compare)
     _execute(runner, cfgs, executor, address, dry_run, show_plan=True, workers=workers)
 
 
@@ -198,16 +243,34 @@ def _print_record(record: dict) -> None:
             f"(budget {_fmt(d['budget'])}/255), PSNR {_fmt(d['psnr'])} dB, SSIM {_fmt(d['ssim'])}, "
             f"{_fmt(d['seconds_per_image'])} s/image"
         )
-    m = Table(title=f"metrics ({record['protocol']['profile']} profile, group {record['protocol_group']})", title_justify="left")
-    for col in ("metric", "value", "better", "status"):
-        m.add_column(col)
+    cmp = record.get("compare") or {}
+    roles = [r for r in ("baseline", "noise") if r in cmp]
+    title = f"metrics ({record['protocol']['profile']} profile, group {record['protocol_group']})"
+    if roles:
+        title += "; beside the same cell with " + " and ".join(
+            "no defense" if r == "baseline" else f"noise at {_fmt(cmp[r]['defense']['params'].get('eps'))}/255" for r in roles)
+    m = Table(title=title, title_justify="left")
+    name = record["protocol"]["defense"]["name"]
+    for col in ("metric", name, *[("none" if r == "baseline" else "noise") for r in roles],
+                *[f"protection vs {'none' if r == 'baseline' else 'noise'}" for r in roles], "better", "status"):
+        m.add_column(_fmt(col))
     for mid, v in record["metrics"].items():
         arrow = {True: "higher", False: "lower", None: ""}[v.get("higher_is_better")]
         value = _fmt(v["value"])
         if v["value"] is None and v["status"] == "ok":
             value = _fmt(f"n/a: {(v.get('extra') or {}).get('undefined', 'undefined')}")
-        m.add_row(_fmt(mid), value, arrow, _fmt(v["status"]))
+        others = [_fmt(cmp[r]["metrics"].get(mid)) for r in roles]
+        prot = [_fmt((cmp["protection"].get(mid) or {}).get(f"vs_{r}")) for r in roles]
+        m.add_row(_fmt(mid), value, *others, *prot, arrow, _fmt(v["status"]))
     out.print(m)
+    if roles:
+        out.print("protection = the change the defense causes, signed so that > 0 is worse for the attacker "
+                  "(one identity, one seed: run --identities all for a confidence interval and a paired test)")
+    idr = (record["metrics"].get("idr[dlib]") or {}).get("extra") or {}
+    if "control_rate" in idr:
+        out.print(f"identification control: the unpersonalised model's samples are identified as the subject in "
+                  f"{idr['control_rate']:.2f} of faces (chance {idr['chance']:.2f}; ISM to the subject "
+                  f"{_fmt(idr.get('control_ism_subject'))} vs {_fmt(idr.get('ism_subject'))} after personalisation)")
     if record.get("control"):
         c = record["control"]
         ct = Table(title=f"control: non-target identity {c['identity']!r} personalized on the protected vs the base model",

@@ -22,6 +22,11 @@ class Context:
     quiet: bool = False
     log: Callable[[str], None] = print
     notes: dict[str, Any] = field(default_factory=dict)  # what a plugin wants in the record
+    # Metrics with `uses_gallery`: every identity's clean references on the card (the subject's
+    # included) and the base model's samples for the same prompts and seeds (the control).
+    gallery: dict[str, list] | None = None
+    subject: str | None = None
+    control_images: list | None = None
 
     @property
     def zoo_root(self) -> Path:

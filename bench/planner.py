@@ -24,10 +24,11 @@ class Branch:
     personalized: StageSpec
     generated: StageSpec
     metrics: dict[str, StageSpec]
+    controls: list[StageSpec] = field(default_factory=list)  # the unpersonalised samples gallery metrics calibrate with
 
     @property
     def stages(self) -> list[StageSpec]:
-        return [self.personalized, self.generated, *self.metrics.values()]
+        return [self.personalized, self.generated, *self.controls, *self.metrics.values()]
 
 
 @dataclass
@@ -56,6 +57,8 @@ class CellPlan:
     purified: list[StageSpec]
     main: Branch
     control: Control | None = None
+    gallery: dict[str, StageSpec] = field(default_factory=dict)  # clean stage of every identity on the card
+    companions: dict[str, "CellPlan"] = field(default_factory=dict)  # "baseline" (no defense), "noise" (same budget)
 
     @property
     def personalized(self) -> StageSpec:
@@ -72,7 +75,8 @@ class CellPlan:
     @property
     def stages(self) -> list[StageSpec]:
         control = self.control.stages if self.control else []
-        return [self.clean, self.defense, *self.purified, *self.main.stages, *control]
+        gallery = [st for st in self.gallery.values() if st.id != self.clean.id]
+        return [self.clean, *gallery, self.defense, *self.purified, *self.main.stages, *control]
 
 
 def _clean_stage(proto: dict[str, Any], card: dict[str, Any], raw: data.RawSubject) -> StageSpec:
@@ -83,7 +87,22 @@ def _clean_stage(proto: dict[str, Any], card: dict[str, Any], raw: data.RawSubje
     }, label=f"{raw.identity}", plugin="data")
 
 
-def _branch(proto: dict[str, Any], acls, upstream: dict, deps: list, attack_base: dict, recipe: dict, clean: StageSpec) -> Branch:
+def _control_generation(proto: dict[str, Any], clean: StageSpec, attack_base: dict, recipe: dict, deps: list,
+                        spec: dict) -> tuple[StageSpec, StageSpec]:
+    """The `none` attack (nothing learned) on the same model, prompts, seeds and recipe:
+    what the model draws for these prompts before it has seen the subject."""
+    common = {"profile": proto["profile"], "resolution": proto["resolution"]}
+    seed = proto["seed"]
+    personalized = StageSpec("personalized", {**common, "upstream": {"kind": "clean", "key": clean.key}, "plugin": spec, "seed": seed,
+                                              "base": attack_base, "recipe": recipe}, deps=[clean.id, *deps], label="none (control)",
+                             plugin="none")
+    return StageSpec("generated", {**common, "personalized": personalized.key, "plugin": spec, "seed": seed, "base": attack_base,
+                                   "generation": proto["generation"], "recipe": recipe},
+                     deps=[personalized.id, *deps], label="control samples", plugin="none:generate"), personalized
+
+
+def _branch(proto: dict[str, Any], acls, upstream: dict, deps: list, attack_base: dict, recipe: dict, clean: StageSpec,
+            registry: Registry | None = None, gallery: dict[str, StageSpec] | None = None) -> Branch:
     common = {"profile": proto["profile"], "resolution": proto["resolution"]}
     aspec, seed = proto["attack"], proto["seed"]
     base_deps = deps[1:]  # a protected model, when the attack runs on one
@@ -93,11 +112,21 @@ def _branch(proto: dict[str, Any], acls, upstream: dict, deps: list, attack_base
     generated = StageSpec("generated", {**common, "personalized": personalized.key, "plugin": aspec, "seed": seed,
                                         "base": attack_base, "generation": proto["generation"], "recipe": recipe},
                           deps=[personalized.id, *base_deps], label=f"{aspec['name']} generation", plugin=aspec["name"] + ":generate")
-    metrics = {}
+    metrics, controls = {}, []
+    control = None
     for m in proto["metrics"]:
-        metrics[m["id"]] = StageSpec("metric", {**common, "images": generated.key, "references": clean.key, "metric": m},
-                                     deps=[generated.id, clean.id], label=m["id"], plugin=m["id"])
-    return Branch(personalized, generated, metrics)
+        inputs = {**common, "images": generated.key, "references": clean.key, "metric": m}
+        mdeps = [generated.id, clean.id]
+        if registry is not None and gallery is not None and registry.get("metric", m["name"]).uses_gallery:
+            if control is None:
+                ncls = registry.get("attack", "none")
+                nspec = {"name": ncls.name, "version": ncls.version, "params": {}}
+                control, cpers = _control_generation(proto, clean, attack_base, recipe, base_deps, nspec)
+                controls = [cpers, control]
+            inputs.update(gallery={k: st.key for k, st in gallery.items()}, control=control.key, subject=clean.inputs["identity"])
+            mdeps += [st.id for st in gallery.values()] + [control.id]
+        metrics[m["id"]] = StageSpec("metric", inputs, deps=mdeps, label=m["id"], plugin=m["id"])
+    return Branch(personalized, generated, metrics, controls)
 
 
 def control_identity(card: dict[str, Any], root: str | None, target: str, chosen: str | None) -> str:
@@ -130,6 +159,10 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
     raw = load_raw(ds.get("identity"))
     proto["dataset"] = {**ds, "identity": raw.identity}
     clean = _clean_stage(proto, card, raw)
+    gallery: dict[str, StageSpec] = {}
+    if any(registry.get("metric", m["name"]).uses_gallery for m in proto["metrics"]):
+        for ident in data.identities(card, ds.get("root")):
+            gallery[ident] = clean if ident == raw.identity else _clean_stage(proto, card, load_raw(ident))
     base = base_identity(proto["base_model"])
     base_source = {**proto["base_model"]}
     seed = proto["seed"]
@@ -162,7 +195,7 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
 
     acls = registry.get("attack", proto["attack"]["name"])
     base_deps = [defense.id] if model_level else []
-    main = _branch(proto, acls, upstream, [upstream_dep, *base_deps], attack_base, recipe, clean)
+    main = _branch(proto, acls, upstream, [upstream_dep, *base_deps], attack_base, recipe, clean, registry, gallery)
     control = None
     if model_level:
         ident = control_identity(card, ds.get("root"), raw.identity, ds.get("control_identity"))
@@ -170,10 +203,31 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
         cclean = _clean_stage(proto, card, craw)
         cup = {"kind": "clean", "key": cclean.key}
         control = Control(ident, cclean,
-                          protected=_branch(proto, acls, cup, [cclean.id, defense.id], attack_base, {}, cclean),
-                          base=_branch(proto, acls, cup, [cclean.id], plain_base, {}, cclean))
+                          protected=_branch(proto, acls, cup, [cclean.id, defense.id], attack_base, {}, cclean, registry, gallery),
+                          base=_branch(proto, acls, cup, [cclean.id], plain_base, {}, cclean, registry, gallery))
         proto["dataset"]["control_identity"] = ident
-    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, main, control)
+    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, main, control, gallery)
+
+
+def companion_configs(cfg: CellConfig, cell: CellPlan, registry: Registry) -> dict[str, CellConfig]:
+    """The two cells a defense's number is read against (same attack, purifier, identity,
+    seed and protocol): "baseline", no defense; "noise", the `noise` control at the defense's
+    declared budget (image defenses with a budget only). A defense that does no better than
+    noise of its own budget protects nothing."""
+    from .plugin import ImageDefense
+    from .protocol import PluginSpec
+
+    d = cell.proto["defense"]
+    if d["name"] == "none":
+        return {}
+    pinned = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"identity": cell.identity})})
+    out = {"baseline": pinned.model_copy(update={"defense": PluginSpec(name="none")})}
+    dcls = registry.get("defense", d["name"])
+    if d["name"] != "noise" and issubclass(dcls, ImageDefense):
+        budget = dcls(d["params"], cell.proto["profile"]).budget()
+        if budget:
+            out["noise"] = pinned.model_copy(update={"defense": PluginSpec(name="noise", params={"eps": float(budget)})})
+    return out
 
 
 @dataclass
@@ -185,6 +239,9 @@ class Plan:
     def build(cls, cells: list[CellPlan]) -> "Plan":
         plan = cls(cells)
         for cell in cells:
+            for comp in cell.companions.values():
+                for st in comp.stages:
+                    plan.stages.setdefault(st.id, st)
             for st in cell.stages:
                 plan.stages.setdefault(st.id, st)
         return plan

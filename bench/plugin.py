@@ -240,6 +240,9 @@ class Metric(Plugin):
     kind = "metric"
     target: ClassVar[str] = "generation"
     higher_is_better: ClassVar[bool | None] = None
+    # True: the harness also hands the metric ctx.gallery (every identity's references) and
+    # ctx.control_images (the unpersonalised model's samples of the same prompts and seeds).
+    uses_gallery: ClassVar[bool] = False
 
     @property
     def metric_id(self) -> str:

@@ -34,7 +34,9 @@ PROMPT_SETS["all"] = PROMPT_SETS["anti-db"] + PROMPT_SETS["novel"]
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
-        "base_model": {"id": "zoo:tiny-sd", "revision": None, "path": None, "mirrors": []},
+        # The face-trained tiny SD (bench/zoo_face): its samples are faces and DreamBooth can teach it one
+        # person, so identity metrics measure something (docs/face-world.md).
+        "base_model": {"id": "zoo:tiny-sd-face", "revision": None, "path": None, "mirrors": []},
         "generation": {
             "prompt_set": "anti-db",
             "images_per_prompt": 2,
@@ -43,7 +45,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "sampler": "dpm-solver",
             "negative_prompt": "",
         },
-        "metrics": ["fdfr[dlib]", "ism[dlib]", "aism[dlib]", "brisque[libsvm]"],
+        "metrics": ["fdfr[dlib]", "ism[dlib]", "aism[dlib]", "idr[dlib]", "brisque[libsvm]"],
         "dataset": {"card": "sample", "identity": None},
     },
     "paper": {

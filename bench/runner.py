@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 from .artifacts import Artifact, ArtifactStore
 from .executors import LocalExecutor
-from .planner import Branch, CellPlan, Plan, plan_cell
+from .planner import Branch, CellPlan, Plan, companion_configs, plan_cell
 from .protocol import CellConfig, protocol_group
 from .registry import Registry
 from .results import ResultsStore
@@ -41,7 +41,8 @@ def default_device() -> str:
 
 class Runner:
     def __init__(self, home: Path | None = None, registry: Registry | None = None, device: str | None = None,
-                 quiet: bool = False, log=print, plugin_files: list[str] | None = None, artifacts_url: str | None = None):
+                 quiet: bool = False, log=print, plugin_files: list[str] | None = None, artifacts_url: str | None = None,
+                 compare: bool = True):
         self.home = Path(home or default_home()).resolve()
         self.artifacts_url = artifacts_url or os.environ.get("BENCH_ARTIFACTS_URL") or None
         self.plugin_files = [str(Path(p).resolve()) for p in plugin_files or []]
@@ -55,15 +56,23 @@ class Runner:
         self.log = log
         self.store = ArtifactStore(self.home / "artifacts", self.artifacts_url)
         self.results = ResultsStore(self.home / "results")
+        self.compare = compare  # plan each defense cell's baseline and noise companions
 
     @property
     def env(self) -> StageEnv:
         return StageEnv(home=self.home, device=self.device, quiet=self.quiet, plugin_files=self.plugin_files,
                         artifacts_url=self.artifacts_url)
 
-    def plan(self, cfgs: list[CellConfig]) -> Plan:
+    def plan(self, cfgs: list[CellConfig], compare: bool | None = None) -> Plan:
+        """One CellPlan per config; with `compare`, each defense cell also plans its baseline and
+        equal-budget noise companions (shared stages are computed once for the whole plan)."""
         raw_cache: dict = {}
-        return Plan.build([plan_cell(cfg, self.registry, raw_cache) for cfg in cfgs])
+        cells = [plan_cell(cfg, self.registry, raw_cache) for cfg in cfgs]
+        if self.compare if compare is None else compare:
+            for cfg, cell in zip(cfgs, cells):
+                cell.companions = {role: plan_cell(c, self.registry, raw_cache)
+                                   for role, c in companion_configs(cfg, cell, self.registry).items()}
+        return Plan.build(cells)
 
     def run_many(self, cfgs: list[CellConfig], executor=None, plan: Plan | None = None) -> list[dict[str, Any]]:
         plan = plan or self.plan(cfgs)
@@ -78,10 +87,19 @@ class Runner:
         (executor or LocalExecutor()).run(plan, self.env, report, self.log)
         records = []
         for cell in plan.cells:
+            compare = {}
+            for role, comp in cell.companions.items():
+                crec = self.results.get(comp.cell_key) or self._record(comp)
+                self.results.add(crec)
+                compare[role] = crec
             record = self._record(cell)
+            if compare:
+                record["compare"] = comparison(record, compare)
             existing = self.results.get(cell.cell_key)
             path = self.results.add(record)
             record = existing or record
+            if compare and "compare" not in record:  # a record from before comparisons existed
+                record["compare"] = comparison(record, compare)
             record["_run"] = {
                 "stages": [(st.kind if st.kind != "purified" else "purifier", st.label, rows[st.id][0], rows[st.id][1]) for st in cell.stages],
                 "seconds": round(time.time() - started, 2),
@@ -135,6 +153,30 @@ class Runner:
             meta = self._art(st).meta
             out[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "target", "per_image", "extra")}
         return out
+
+
+def comparison(record: dict[str, Any], companions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The defense's metrics beside its companions' (baseline: no defense; noise: equal budget)
+    and the protection: the change the defense causes, signed so that positive = worse for the
+    attacker (a lower ISM or identification, a higher FDFR)."""
+    out: dict[str, Any] = {"note": "same attack, purifier, identity, seed and protocol; protection > 0 means the defense "
+                                   "hurt the attacker more than the companion did"}
+    for role, rec in companions.items():
+        out[role] = {"cell_key": rec["cell_key"], "defense": rec["protocol"]["defense"],
+                     "metrics": {m: v.get("value") if v.get("status") == "ok" else None for m, v in rec["metrics"].items()}}
+    protection: dict[str, dict[str, float | None]] = {}
+    for mid, v in record["metrics"].items():
+        hib, mine = v.get("higher_is_better"), v.get("value") if v.get("status") == "ok" else None
+        row = {}
+        for role in companions:
+            theirs = out[role]["metrics"].get(mid)
+            if mine is None or theirs is None or hib is None:
+                row[f"vs_{role}"] = None
+            else:
+                row[f"vs_{role}"] = round((theirs - mine) if hib else (mine - theirs), 6)
+        protection[mid] = row
+    out["protection"] = protection
+    return out
 
 
 def _public(art: Artifact) -> dict[str, Any]:

@@ -273,6 +273,10 @@ def _build_metric(env, inputs, store, log):
         gen_art = _need(store, "generated", inputs["images"])
         images = load_pngs(gen_art.path / "images")
         refs = subject_from(_need(store, "clean", inputs["references"])).reference
+        if inputs.get("gallery"):  # gallery metrics: every identity's references + the control samples
+            ctx.gallery = {ident: subject_from(_need(store, "clean", key)).reference for ident, key in inputs["gallery"].items()}
+            ctx.control_images = load_pngs(_need(store, "generated", inputs["control"]).path / "images")
+            ctx.subject = inputs["subject"]
         ok, reason = metric.available()
         res = metric.compute(images, refs, ctx) if ok else MetricResult.unavailable(reason)
         extra = dict(res.extra)

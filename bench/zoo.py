@@ -254,7 +254,10 @@ def models() -> dict[str, ZooModel]:
     from .errors import BenchError
     from .zoo_sdxl import TINY_SDXL, build_tiny_sdxl
 
+    from . import zoo_face
+
     out = {name: ZooModel(cfg, functools.partial(_build_sd, name)) for name, cfg in ZOO.items()}
+    out["tiny-sd-face"] = ZooModel(zoo_face.config(), zoo_face.build)
     out["tiny-sdxl"] = ZooModel(TINY_SDXL, build_tiny_sdxl)
     for ep in entry_points(group="bench.zoo"):
         try:
@@ -291,15 +294,13 @@ def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | No
     return result
 
 
-def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | None = None):
-    """tiny-sd and its variants from their config: built, pre-trained, saved in diffusers layout;
-    returns the in-memory pipeline."""
+def sd_parts(cfg: dict, tok_dir: Path, seed: int):
+    """The SD family's components from `cfg`, seeded: (unet, vae, text_encoder, tokenizer,
+    scheduler), with the locally written tokenizer in `tok_dir`."""
     import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    cfg = ZOO[name]
-    tok_dir = out_dir / "tokenizer"
     write_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(seed)
@@ -316,7 +317,13 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
     )
     text_encoder = CLIPTextModel(text_cfg)
     scheduler = DDPMScheduler(**cfg["scheduler"])
-    pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
+    return unet, vae, text_encoder, tokenizer, scheduler
+
+
+def save_sd(out_dir: Path, unet, vae, text_encoder, tokenizer, scheduler):
+    """Write the components in diffusers layout (the folder `from_pretrained` reads)."""
+    from diffusers import StableDiffusionPipeline
+
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -329,6 +336,15 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return pipe
+
+
+def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | None = None):
+    """tiny-sd and its variants from their config: built, pre-trained, saved in diffusers layout;
+    returns the in-memory pipeline."""
+    cfg = ZOO[name]
+    unet, vae, text_encoder, tokenizer, scheduler = sd_parts(cfg, out_dir / "tokenizer", seed)
+    pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
+    return save_sd(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
 
 
 def ensure(name: str, root: Path) -> Path:

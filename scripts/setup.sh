@@ -16,6 +16,9 @@ $PY -m pip install -q -e ".[test]"
 # facenet-pytorch (MTCNN, weights inside the wheel) pins torch<2.3 in its metadata but runs on
 # current torch; --no-deps keeps pip from downgrading torch.
 $PY -m pip install -q --no-deps "facenet-pytorch==2.6.0"
+# The tiny world's synthetic faces (DCGAN on DigiFace-1M, weights inside the wheel, MIT); its metadata pulls
+# wandb and matplotlib, which its generator module never imports.
+$PY -m pip install -q --no-deps "gan-face-generate==1.1.1"
 # Metric backends whose weights users supply (offline they report "unavailable"). --no-deps:
 # insightface/deepface/retina-face would pull a second OpenCV build over opencv-python-headless
 # (same cv2 module) and pyiqa ~30 packages its BRISQUE/LIQE code never uses.

@@ -12,11 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("BENCH_TEST_FACES", REPO.parent / "shared" / "data" / "faces"))
+GLINT = FACES.parent / "faces_glint"  # 16 more real identities, 112 px, Anti-DreamBooth layout
 
 
 def pytest_sessionstart(session):
     if not (FACES / "n000050" / "set_B").is_dir() or not (FACES / "rid_103").is_dir():
         raise pytest.UsageError(f"shared test data missing: {FACES} (CI needs ../shared/data/faces beside the clone)")
+    if len([d for d in GLINT.glob("g*") if (d / "set_B").is_dir()]) < 16:
+        raise pytest.UsageError(f"shared test data missing: {GLINT} (16 identities expected)")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +34,11 @@ def shared_zoo(tmp_path_factory):
     os.environ["BENCH_ZOO"] = str(zoo)
     os.environ["BENCH_OFFLINE"] = "1"
     return zoo
+
+
+@pytest.fixture(scope="session")
+def glint() -> Path:
+    return GLINT
 
 
 @pytest.fixture

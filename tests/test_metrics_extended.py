@@ -23,7 +23,8 @@ from scipy import stats as sps
 from bench.images import load_image
 from bench.models import resolve
 from metrics import brisque as brisque_mod
-from metrics import face_backends, stats
+from bench import stats
+from metrics import face_backends
 from metrics.brisque import BRISQUE
 from metrics.clip_iqac import CLIPIQAC
 from metrics.fid import FID, fid_from_features, frechet_distance, gaussian_stats, pooled_fid

@@ -129,3 +129,29 @@ def wilcoxon_vs_baseline(
             )
     cols = [*by, condition, "baseline", "n_pairs", "median_diff", "statistic", "p_value"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def paired_comparison(values: Sequence[float | None], companions: dict[str, Sequence[float | None]],
+                      higher_is_better: bool | None, n_boot: int = 10000, seed: int = 0) -> dict:
+    """One metric of one defense over identities, beside each companion (baseline, noise) of
+    the same identities: mean and bootstrap CI of both, the protection (companion - defense
+    for a higher-is-better metric, the reverse otherwise: > 0 hurts the attacker) with its CI,
+    and the two-sided paired Wilcoxon signed-rank p. Identities where either value is
+    undefined are left out of that pair and counted in `n_dropped`, never averaged over."""
+    x = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    out: dict = {"n": int(np.isfinite(x).sum()), "mean": float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")}
+    out["ci"] = bootstrap_ci(x[np.isfinite(x)], n_boot=n_boot, seed=seed)
+    for role, comp in companions.items():
+        y = np.asarray([np.nan if v is None else v for v in comp], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        d = (y[ok] - x[ok]) if higher_is_better else (x[ok] - y[ok])
+        p = float("nan")
+        if d.size >= 1 and np.any(d != 0) and higher_is_better is not None:
+            p = float(sps.wilcoxon(d).pvalue)
+        out[role] = {
+            "n_pairs": int(ok.sum()), "n_dropped": int(len(x) - ok.sum()),
+            "mean": float(np.mean(y[ok])) if ok.any() else float("nan"),
+            "protection": float(np.mean(d)) if d.size else float("nan"),
+            "protection_ci": bootstrap_ci(d, n_boot=n_boot, seed=seed), "p_value": p,
+        }
+    return out
