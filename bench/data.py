@@ -1,5 +1,6 @@
 """Data cards and loaders: the Anti-DreamBooth layout (<identity>/set_A|set_B|set_C),
-flat identity folders, a Hugging Face `datasets` source, and the offline `sample`."""
+flat identity folders, a Hugging Face `datasets` source, and the offline `sample`
+(synthetic GAN identities, bench/synthetic_identities.py)."""
 
 from __future__ import annotations
 
@@ -106,10 +107,7 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
     if layout == "sample":
         if identity not in card["identities"]:
             raise BenchError(f"data card {card['name']!r} has no identity {identity!r}; choose one of {card['identities']}")
-        views = sample_views(identity)
-        roles = {"surrogate": views[0:4], "train": views[4:8], "reference": views}
-        names = {k: [f"view{i:02d}" for i in range(len(v))] for k, v in roles.items()}
-        names["train"] = [f"view{i:02d}" for i in range(4, 8)]
+        roles, names = _synthetic(card, identity)
     elif layout == "antidb":
         folder = _root(card, root) / identity
         if not folder.is_dir():
@@ -142,6 +140,20 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
             raise BenchError(f"identity {identity!r}: the {role!r} role has no images")
     fp = _fingerprint([img for role in ("surrogate", "train", "reference") for img in roles[role]])
     return RawSubject(identity, roles, names, fp)
+
+
+def _synthetic(card: dict[str, Any], identity: str) -> tuple[dict[str, list], dict[str, list]]:
+    """A `sample` identity: 12 GAN faces from bench.synthetic_identities, split into
+    Anti-DreamBooth's set_A (surrogate), set_B (train), set_C, named as the antidb layout."""
+    from . import synthetic_identities as si
+
+    images = si.identity_images(si.parse(identity), candidates=int(card.get("candidates", si.CANDIDATES)),
+                                sigma=float(card.get("sigma", si.SIGMA)))
+    sets = {s: images[4 * i : 4 * i + 4] for i, s in enumerate(("set_A", "set_B", "set_C"))}
+    named = {s: [f"{s}_{i:02d}" for i in range(4)] for s in sets}
+    roles = {"surrogate": sets["set_A"], "train": sets["set_B"], "reference": images}
+    names = {"surrogate": named["set_A"], "train": named["set_B"], "reference": [n for s in sets for n in named[s]]}
+    return roles, names
 
 
 def _hf_rows(card: dict[str, Any], root: str | None, identity: str) -> list[tuple[str, np.ndarray]]:
@@ -182,7 +194,8 @@ SAMPLE_PHOTOS = {
 
 
 def sample_views(identity: str = "astronaut") -> list[np.ndarray]:
-    """Twelve deterministic views of one scikit-image portrait (see data_cards/sample.yaml)."""
+    """Twelve deterministic views of one scikit-image portrait: the zoo's pre-training pool and
+    bench.kit's test subject (the `sample` card itself now holds synthetic identities)."""
     from PIL import Image, ImageEnhance
     from skimage import data as skdata
 

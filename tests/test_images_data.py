@@ -69,7 +69,7 @@ def test_flat_layout_on_shared_faces(faces):
 def test_sample_card_works_offline():
     card = data.load_card("sample")
     raw = data.load_raw(card, None, None)
-    assert raw.identity == "astronaut" and len(raw.roles["reference"]) == 12
+    assert raw.identity == "synth-000" and len(raw.roles["reference"]) == 12
     assert raw.fingerprint == data.load_raw(card, None, None).fingerprint  # deterministic
 
 

@@ -58,14 +58,14 @@ def test_control_identity_uses_protected_and_base_models(registry, tmp_path):
     runner = Runner(home=tmp_path / "h", registry=registry, quiet=True, plugin_files=registry.files)
     plan = runner.plan([_cell(registry, "copy-base"), _cell(registry, "breaker")])
     for cell in plan.cells:
-        assert cell.identity == "astronaut" and cell.control.identity == "cameraman"
+        assert cell.identity == "synth-000" and cell.control.identity == "synth-001"  # the sample card's first two
         assert cell.control.protected.personalized.inputs["base"] == {"defense_model": cell.defense.key}
         assert "source" in cell.control.base.personalized.inputs["base"]
     # the base-model control branch does not depend on the defense: shared by both cells
     assert plan.cells[0].control.base.generated.key == plan.cells[1].control.base.generated.key
     copy, broken = runner.run_many([_cell(registry, "copy-base"), _cell(registry, "breaker")])
     for rec in (copy, broken):
-        assert rec["protocol"]["dataset"]["control_identity"] == "cameraman"
+        assert rec["protocol"]["dataset"]["control_identity"] == "synth-001"
         assert rec["control"]["base"]["metrics"]["brisque[libsvm]"]["status"] == "ok"
 
     def value(rec, side):
