@@ -39,7 +39,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "base_model": {"id": "zoo:tiny-sd-face", "revision": None, "path": None, "mirrors": []},
         "generation": {
             "prompt_set": "anti-db",
-            "images_per_prompt": 2,
+            # 8 a prompt (16 a cell): the identification rate of one cell is a fraction of its faces,
+            # and the two prompts give near-duplicate images per seed (face-world-facts.md)
+            "images_per_prompt": 8,
             "steps": 10,
             "guidance_scale": 7.5,
             "sampler": "dpm-solver",

@@ -42,7 +42,7 @@ def default_device() -> str:
 class Runner:
     def __init__(self, home: Path | None = None, registry: Registry | None = None, device: str | None = None,
                  quiet: bool = False, log=print, plugin_files: list[str] | None = None, artifacts_url: str | None = None,
-                 compare: bool = True):
+                 compare: bool = False):
         self.home = Path(home or default_home()).resolve()
         self.artifacts_url = artifacts_url or os.environ.get("BENCH_ARTIFACTS_URL") or None
         self.plugin_files = [str(Path(p).resolve()) for p in plugin_files or []]
@@ -56,7 +56,7 @@ class Runner:
         self.log = log
         self.store = ArtifactStore(self.home / "artifacts", self.artifacts_url)
         self.results = ResultsStore(self.home / "results")
-        self.compare = compare  # plan each defense cell's baseline and noise companions
+        self.compare = compare  # plan each defense cell's baseline and noise companions (the CLI turns it on by default)
 
     @property
     def env(self) -> StageEnv:

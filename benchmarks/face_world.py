@@ -94,7 +94,7 @@ def main() -> None:
     card = data.load_card(a.card)
     ids = data.identities(card, a.root)
     ids = ids[: a.identities] if a.identities else ids
-    runner = Runner(home=a.home, quiet=True, log=lambda m: None)
+    runner = Runner(home=a.home, quiet=True, log=lambda m: None, compare=True)
     ds = {"card": a.card, **({"root": a.root} if a.root else {})}
     started = time.time()
     by_defense: dict[str, list[dict]] = {}

@@ -39,7 +39,7 @@ def test_noise_defense_moves_every_channel_by_the_budget(tmp_path):
 
 
 def test_each_defense_cell_plans_its_baseline_and_equal_budget_noise(tmp_path):
-    runner = Runner(home=tmp_path, quiet=True)
+    runner = Runner(home=tmp_path, quiet=True, compare=True)
     small = ["attack.steps=1", "generation.images_per_prompt=1", "metrics=[]"]
     cfgs = [CellConfig.build({"defense": {"name": d}}, small) for d in ("advdm", "aspl", "none")]
     plan = runner.plan(cfgs)
