@@ -28,6 +28,9 @@ from defenses.apdm import APDM
 
 PROMPT = "a photo of sks person"
 SEEDS = (0, 1, 2)
+# The DreamBooth the thresholds below were measured with (the tiny preset before the face world,
+# docs/face-world.md): 30 steps at lr 2e-4, batch 2, prior preservation on 4 class images.
+DB = {"steps": 30, "lr": 2e-4, "batch_size": 2, "prior_weight": 1.0, "num_class_images": 4}
 # One protection + DreamBooth run is noisy: over seeds 0-4 protected/base - 1 of the target's
 # held-out loss spreads with an sd of 0.9% and the target-minus-non-target gap with 1.0%, about
 # DreamBooth's own seed-to-seed spread on the base (0.85% target, 0.98% non-target;
@@ -108,7 +111,7 @@ def test_target_personalizes_worse_and_non_target_as_well_after_dreambooth(world
             subject = world[who]
             loss = {}
             for model_name, model in (("base", world["base"]), ("protected", protected)):
-                attack = DreamBooth({}, "tiny")
+                attack = DreamBooth(DB, "tiny")
                 out = home / f"db-{model_name}-{who}-{seed}"
                 attack.personalize(subject.train, model, Recipe(), ctx, out)
                 loss[model_name] = held_out_loss(attack.load_personalized(out, model, ctx), subject.reference[8:])
