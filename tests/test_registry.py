@@ -12,7 +12,7 @@ from bench.registry import Registry
 from conftest import run_cli
 
 SMALL_CELL = ["--set", "attack.steps=1", "--set", "attack.num_class_images=1", "--set", "generation.images_per_prompt=1",
-              "--set", "generation.steps=2", "--set", "metrics=[]", "-q"]
+              "--set", "generation.steps=2", "--set", "metrics=[]", "-q", "--no-compare"]
 
 
 def test_builtins_of_all_four_kinds_and_aliases():
