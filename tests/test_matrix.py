@@ -104,7 +104,15 @@ def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
     # model, and once on the base model (shared by every model-level defense)
     n_model = sum(1 for d in reg.names("defense") if reg.get("defense", d).level == "model")
     assert n_model >= 1
-    assert kinds["personalized"] == n_pur * n_def * n_att * 2 + (n_model + 1) * n_att * 2
+    # the identification metric adds the `none` attack's control samples, one per identity, model and
+    # recipe (a purifier may set negative tokens), shared by every defense, purifier and attack on them
+    # (and the same stage as the none attack's own on clean images)
+    branches = [b for c in plan.cells for b in (c.main, *((c.control.protected, c.control.base) if c.control else ()))]
+    regular = {b.personalized.id for b in branches}
+    controls = {st.id for b in branches for st in b.controls if st.kind == "personalized"}
+    assert len(regular) == n_pur * n_def * n_att * 2 + (n_model + 1) * n_att * 2
+    assert controls and kinds["personalized"] == len(regular | controls)
+    assert len(controls) <= 2 * (n_model + 1) * n_pur  # at most one per identity, model and purifier recipe
     assert not any(runner.store.root.joinpath(k).exists() for k in ("defense", "purified"))  # nothing computed
     res = run_cli("run", "--defense", "all", "--purifier", "all", "--attack", "all", "--identities", "n000050,rid_103",
                   "--dataset", "anti-db", "--data-root", str(two_identities), "--dry-run", "--home", str(tmp_path))
