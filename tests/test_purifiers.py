@@ -153,7 +153,8 @@ def test_diffpure_at_zero_noise_returns_its_input(small, shared_zoo):
     pixel = DiffPure({"space": "pixel", "t": 0}, "tiny").purify(imgs, ctx)
     assert all(np.array_equal(a, b) for a, b in zip(pixel, imgs))
     latent = DiffPure({"space": "latent", "strength": 0.0}, "tiny").purify(imgs, ctx)
-    vae = load_sd(resolve({"id": "zoo:tiny-sd"}, shared_zoo))["vae"]
+    dp = DiffPure({"space": "latent", "strength": 0.0}, "tiny")
+    vae = load_sd(sdedit.resolve_sd(dp.p.model, "tiny", shared_zoo))["vae"]  # the profile's own base
     roundtrip = sd.to_uint8(sdedit.vae_roundtrip(vae, sd.to_tensor(imgs)))
     assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(latent, roundtrip))  # quantisation only
     assert ctx.notes["purifier"]["denoising_steps"] == 0
