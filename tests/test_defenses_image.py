@@ -101,16 +101,16 @@ def test_metacloak(setup):
 
 
 def test_e_aspl_two_zoo_models(setup, shared_zoo):
-    """E-ASPL over two different tiny models (tiny-sd, and tiny-sd-faces: same architecture,
+    """E-ASPL over two different tiny models (tiny-sd, and the face-trained tiny-sd-face:
     other pre-training): each surrogate runs its PGD every iteration, interleaved or
     averaged, and the result is harder to denoise for both."""
     ctx, subject, base, parts = setup
-    second = load_sd(resolve({"id": "zoo:tiny-sd-faces"}, shared_zoo))
+    second = load_sd(resolve({"id": "zoo:tiny-sd-face"}, shared_zoo))
     out = {}
     for mode in ("interleave", "average"):
-        d = ASPL({"ensemble": ["zoo:tiny-sd-faces"], "ensemble_mode": mode, "outer_steps": 2}, "tiny")
+        d = ASPL({"ensemble": ["zoo:tiny-sd-face"], "ensemble_mode": mode, "outer_steps": 2}, "tiny")
         out[mode] = d.protect(subject, base, ctx)
-        assert ctx.notes["defense"]["surrogates"] == ["zoo:tiny-sd", "zoo:tiny-sd-faces"]
+        assert ctx.notes["defense"]["surrogates"] == ["zoo:tiny-sd", "zoo:tiny-sd-face"]
         assert len(ctx.notes["defense"]["loss_trace"]) == 2 * 2 * 6  # every surrogate runs its PGD each iteration
         assert max(linf(p, c) for p, c in zip(out[mode], subject.train)) == 6
         for model in (parts, second):
