@@ -434,13 +434,20 @@ def check_plugin_cmd(
     name: str = typer.Argument(..., help="plugin name"),
     kind: str = typer.Option("defense", "--kind", help="defense | purifier | attack | metric"),
     plugin: list[str] = typer.Option([], "--plugin", help="plugin file not installed as a package"),
+    sets: list[str] = typer.Option([], "--set", help="plugin parameter for the behavioural checks, e.g. steps=20"),
 ):
     """Conformance: schema, modes and shapes, determinism, budget on saved PNGs, speed."""
     from .kit import check_plugin
 
     if kind not in KIND_NAMES:
         raise BenchError(f"unknown kind {kind!r}")
-    report = check_plugin(KIND_NAMES[kind], name, plugin_files=plugin)
+    params = {}
+    for item in sets:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--set {item!r}: expected KEY=VALUE (e.g. steps=20)")
+        params[key.strip().removeprefix(f"{kind}.")] = val.strip()
+    report = check_plugin(KIND_NAMES[kind], name, plugin_files=plugin, params=params)
     out.print(_fmt(report.text()))
     if not report.passed:
         sys.exit(1)

@@ -6,6 +6,7 @@ protocol's images)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 import textwrap
@@ -147,6 +148,11 @@ def _sample_subject(shape: tuple[int, int]) -> Subject:
     return Subject("astronaut", train=views[4:6], surrogate=views[0:2], reference=views[:6], train_names=["a", "b"])
 
 
+def _configured(cls, params: dict, defaults: dict, profile: str):
+    """`cls(params, profile)` for the checks below, which all ask for `cls({}, profile)`."""
+    return cls({**defaults, **params}, profile)
+
+
 def _schema(cls) -> Check:
     problems = []
     for attr in ("name", "summary", "version"):
@@ -163,8 +169,11 @@ def _schema(cls) -> Check:
     return Check("parameter schema", not problems, "; ".join(problems) or f"{len(cls.params)} parameters, defaults valid, sources cited")
 
 
-def check_plugin(kind: str, name: str, registry=None, plugin_files: list[str] | None = None, profile: str = "tiny") -> Report:
-    """Run the conformance checks for one plugin on the tiny profile (offline, CPU)."""
+def check_plugin(kind: str, name: str, registry=None, plugin_files: list[str] | None = None, profile: str = "tiny",
+                 params: dict | None = None) -> Report:
+    """Run the conformance checks for one plugin on the tiny profile (offline, CPU). `params`
+    (default: the plugin's defaults) configure the instance the behavioural checks run, e.g. a
+    shorter attack; the schema check always validates the defaults of both profiles."""
     from .artifacts import ArtifactStore
     from .context import Context
     from .models import resolve
@@ -176,6 +185,7 @@ def check_plugin(kind: str, name: str, registry=None, plugin_files: list[str] | 
             registry.add_file(f)
     cls = registry.get(kind, name)
     checks = [_schema(cls)]
+    make = functools.partial(_configured, cls, dict(params or {}))
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         store = ArtifactStore(home / "artifacts")
@@ -184,15 +194,15 @@ def check_plugin(kind: str, name: str, registry=None, plugin_files: list[str] | 
             return Context(profile=profile, seed=seed, resolution=res, store=store, home=home, quiet=True, log=lambda m: None)
 
         if issubclass(cls, ImageDefense):
-            checks += _check_image_defense(cls, profile, ctx, resolve)
+            checks += _check_image_defense(make, profile, ctx, resolve)
         elif issubclass(cls, ModelDefense):
-            checks += _check_model_defense(cls, profile, ctx, resolve, home)
+            checks += _check_model_defense(make, profile, ctx, resolve, home)
         elif issubclass(cls, Purifier):
-            checks += _check_purifier(cls, profile, ctx)
+            checks += _check_purifier(make, profile, ctx)
         elif issubclass(cls, Metric):
-            checks += _check_metric(cls, profile, ctx)
+            checks += _check_metric(make, profile, ctx)
         elif issubclass(cls, Attack):
-            checks += _check_attack(cls, profile, ctx, resolve, home)
+            checks += _check_attack(make, profile, ctx, resolve, home)
     return Report(kind, cls.name, checks)
 
 

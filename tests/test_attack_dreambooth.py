@@ -17,7 +17,7 @@ def test_dreambooth_learns_subject_and_reloads(faces, shared_zoo, tmp_path):
     subject = data.make_subject(data.load_raw(data.load_card("anti-db"), str(faces), "n000050"), 64)
     base = resolve({"id": "zoo:tiny-sd"}, shared_zoo)
     # prior preservation on (the tiny preset has it off): the class images are what is shared below
-    params = {"steps": 40, "prior_weight": 1.0, "num_class_images": 4}
+    params = {"steps": 40, "batch_size": 1, "prior_weight": 1.0, "num_class_images": 4}
     attack = DreamBooth(params, "tiny")
     recipe = Recipe(instance_suffix=", bhj noisy pattern", negative_prompt="noisy")
     attack.personalize(subject.train, base, recipe, ctx, tmp_path / "model")

@@ -108,8 +108,15 @@ def test_attack_checks(registry):
 
 
 def test_builtin_dreambooth_passes_the_attack_checks():
-    report = check_plugin("attack", "dreambooth")
+    report = check_plugin("attack", "dreambooth", params={"steps": 20})  # a short attack: the checks are about the contract
     assert report.passed, report.text()
+
+
+def test_check_parameters_reach_the_plugin_and_bad_ones_are_one_line_errors(cli):
+    bad = cli("check", "plugin", "jpeg", "--kind", "purifier", "--set", "quality=0")
+    assert bad.returncode == 2 and "quality" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    malformed = cli("check", "plugin", "jpeg", "--kind", "purifier", "--set", "quality")
+    assert malformed.returncode == 2 and "KEY=VALUE" in malformed.stderr
 
 
 def test_model_defense_checks(registry):
