@@ -88,7 +88,8 @@ TINY_SD["pretrain"] = dict(vae_steps=200, vae_lr=1e-3, kl_weight=1e-6, unet_step
 # held-out loss of another identity almost as much (-8% vs -5%); this one knows faces, and
 # DreamBooth on one identity improves that identity only (-2.7% vs +1.2%, docs/apdm.md).
 # Protections that must act on ONE identity (model-level defenses, the control identity)
-# are only measurable on such a base. About 4 minutes on 2 CPU cores.
+# are only measurable on such a base. Pre-training takes about 6 minutes on 2 CPU cores, so the
+# weights it made ship in bench/zoo_weights/ (hash-verified; `SHIPPED` below).
 TINY_SD_FACES = {**TINY_SD, "pretrain": {**TINY_SD["pretrain"], "unet_steps": 1500, "lfw_faces": 100}}
 
 ZOO = {"tiny-sd": TINY_SD, "tiny-sd-faces": TINY_SD_FACES}
@@ -343,8 +344,39 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
     returns the in-memory pipeline."""
     cfg = ZOO[name]
     unet, vae, text_encoder, tokenizer, scheduler = sd_parts(cfg, out_dir / "tokenizer", seed)
-    pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
+    shipped = SHIPPED / f"{name}.json"
+    if seed == 0 and not pretrain_overrides and shipped.is_file() and json.loads(shipped.read_text())["revision"] == zoo_revision(name):
+        _load_shipped(name, json.loads(shipped.read_text()), unet, vae, text_encoder)
+    else:
+        pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
     return save_sd(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
+
+
+# Weights this very build produced once (seed 0, the config whose revision the card names), shipped
+# so the test suite need not spend ~6 minutes pre-training tiny-sd-faces; a changed config is a new
+# revision and is pre-trained again. The hash is verified before loading.
+SHIPPED = Path(__file__).resolve().parent / "zoo_weights"
+
+
+def _load_shipped(name: str, card: dict, unet, vae, text_encoder) -> None:
+    from safetensors.torch import load_file
+
+    from .errors import BenchError
+    from .zoo_face import sha256
+
+    path = SHIPPED / f"{name}.safetensors"
+    if not path.is_file() or sha256(path) != card["sha256"]:
+        raise BenchError(f"zoo model {name}: {path} is missing or its sha256 differs from {path.with_suffix('.json').name}")
+    tensors = load_file(str(path))
+    for prefix, module in (("unet.", unet), ("vae.", vae), ("text_encoder.", text_encoder)):
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BenchError(f"zoo model {name}: shipped {prefix[:-1]} weights do not fit the config")
+    if card.get("vae_scaling_factor") is not None:
+        vae.register_to_config(scaling_factor=float(card["vae_scaling_factor"]))
+    for m in (unet, vae, text_encoder):
+        m.eval()
 
 
 def ensure(name: str, root: Path) -> Path:

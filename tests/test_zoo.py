@@ -45,3 +45,21 @@ def test_missing_hub_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
         resolve({"id": "stabilityai/stable-diffusion-2-1-base", "revision": None}, tmp_path)
     with pytest.raises(BenchError, match="not a diffusers model folder"):
         resolve({"path": str(tmp_path)}, tmp_path)
+
+
+def test_shipped_tiny_sd_faces_weights_are_hash_checked(tmp_path, monkeypatch):
+    """tiny-sd-faces loads the weights its pre-training made (shipped, verified by sha256);
+    a tampered file is a one-line error, never a silently different model."""
+    import shutil
+
+    built = zoo.ensure("tiny-sd-faces", tmp_path / "zoo")
+    assert load_sd(resolve({"id": "zoo:tiny-sd-faces"}, tmp_path / "zoo"))["unet"] is not None
+    assert built.name.endswith(zoo.zoo_revision("tiny-sd-faces"))
+    fake = tmp_path / "shipped"
+    shutil.copytree(zoo.SHIPPED, fake)
+    with open(fake / "tiny-sd-faces.safetensors", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    monkeypatch.setattr(zoo, "SHIPPED", fake)
+    with pytest.raises(BenchError, match="sha256"):
+        zoo.build("tiny-sd-faces", tmp_path / "again")
