@@ -29,6 +29,15 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def sha256_file(path: Path) -> str:
+    """Full SHA-256 of one file, read in chunks (shipped weights are checked against it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def hash_files(folder: Path) -> str:
     """Hash of a folder's file names and bytes (for submissions and provenance)."""
     h = hashlib.sha256()

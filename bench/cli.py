@@ -438,15 +438,11 @@ def check_plugin_cmd(
 ):
     """Conformance: schema, modes and shapes, determinism, budget on saved PNGs, speed."""
     from .kit import check_plugin
+    from .params import parse_assignments
 
     if kind not in KIND_NAMES:
         raise BenchError(f"unknown kind {kind!r}")
-    params = {}
-    for item in sets:
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise BenchError(f"--set {item!r}: expected KEY=VALUE (e.g. steps=20)")
-        params[key.strip().removeprefix(f"{kind}.")] = val.strip()
+    params = parse_assignments(sets, kind, "steps=20")
     report = check_plugin(KIND_NAMES[kind], name, plugin_files=plugin, params=params)
     out.print(_fmt(report.text()))
     if not report.passed:

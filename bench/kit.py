@@ -148,9 +148,9 @@ def _sample_subject(shape: tuple[int, int]) -> Subject:
     return Subject("astronaut", train=views[4:6], surrogate=views[0:2], reference=views[:6], train_names=["a", "b"])
 
 
-def _configured(cls, params: dict, defaults: dict, profile: str):
-    """`cls(params, profile)` for the checks below, which all ask for `cls({}, profile)`."""
-    return cls({**defaults, **params}, profile)
+def _configured(cls, params: dict, values: dict, profile: str):
+    """What the checks below get as `cls`: `cls(values, profile)` with the user's params on top."""
+    return cls({**values, **params}, profile)
 
 
 def _schema(cls) -> Check:

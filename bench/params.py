@@ -111,6 +111,18 @@ def resolve_params(params: list[Param], values: dict[str, Any], profile: str, ow
     return out
 
 
+def parse_assignments(items: list[str], kind: str, example: str) -> dict[str, str]:
+    """`--set KEY=VALUE` items of commands that configure ONE plugin (`bench check plugin`,
+    `bench train`): a leading `<kind>.` is optional; values stay strings for `resolve_params`."""
+    values = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--set {item!r}: expected KEY=VALUE (e.g. {example})")
+        values[key.strip().removeprefix(f"{kind}.")] = val.strip()
+    return values
+
+
 class ParamView(dict):
     """Resolved parameters with attribute access (`self.p.eps`)."""
 

@@ -344,9 +344,10 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
     returns the in-memory pipeline."""
     cfg = ZOO[name]
     unet, vae, text_encoder, tokenizer, scheduler = sd_parts(cfg, out_dir / "tokenizer", seed)
-    shipped = SHIPPED / f"{name}.json"
-    if seed == 0 and not pretrain_overrides and shipped.is_file() and json.loads(shipped.read_text())["revision"] == zoo_revision(name):
-        _load_shipped(name, json.loads(shipped.read_text()), unet, vae, text_encoder)
+    card = SHIPPED / f"{name}.json"
+    shipped = json.loads(card.read_text()) if card.is_file() else {}
+    if seed == 0 and not pretrain_overrides and shipped.get("revision") == zoo_revision(name):
+        load_shipped(name, card.with_suffix(".safetensors"), shipped["sha256"], (unet, vae, text_encoder), shipped.get("vae_scaling_factor"))
     else:
         pretrain(unet, vae, text_encoder, tokenizer, scheduler, {**cfg["pretrain"], **(pretrain_overrides or {})}, seed)
     return save_sd(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
@@ -358,24 +359,30 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
 SHIPPED = Path(__file__).resolve().parent / "zoo_weights"
 
 
-def _load_shipped(name: str, card: dict, unet, vae, text_encoder) -> None:
+def load_shipped(name: str, path: Path, sha256: str, parts, scaling_factor: float | None = None) -> None:
+    """Load weights that ship with the repository into `parts` = (unet, vae, text_encoder):
+    the file's SHA-256 must match its card, and every tensor must fit the configured
+    architecture (no missing, no extra), so a swapped or damaged file is an error, not a model."""
     from safetensors.torch import load_file
 
+    from .artifacts import sha256_file
     from .errors import BenchError
-    from .zoo_face import sha256
 
-    path = SHIPPED / f"{name}.safetensors"
-    if not path.is_file() or sha256(path) != card["sha256"]:
-        raise BenchError(f"zoo model {name}: {path} is missing or its sha256 differs from {path.with_suffix('.json').name}")
+    if not path.is_file():
+        raise BenchError(f"zoo model {name}: {path} is missing from this checkout")
+    got = sha256_file(path)
+    if got != sha256:
+        raise BenchError(f"zoo model {name}: {path.name} has sha256 {got[:12]}..., its card says {sha256[:12]}...")
     tensors = load_file(str(path))
-    for prefix, module in (("unet.", unet), ("vae.", vae), ("text_encoder.", text_encoder)):
+    for prefix, module in zip(("unet.", "vae.", "text_encoder."), parts):
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise BenchError(f"zoo model {name}: shipped {prefix[:-1]} weights do not fit the config")
-    if card.get("vae_scaling_factor") is not None:
-        vae.register_to_config(scaling_factor=float(card["vae_scaling_factor"]))
-    for m in (unet, vae, text_encoder):
+            raise BenchError(f"zoo model {name}: {prefix[:-1]} weights do not fit the config "
+                             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    if scaling_factor is not None:
+        parts[1].register_to_config(scaling_factor=float(scaling_factor))
+    for m in parts:
         m.eval()
 
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from bench import sd
 from bench.errors import BenchError
+from bench.params import parse_assignments
 
 from .rid_net import RIDNet
 
@@ -310,14 +311,7 @@ def cli_train(base_id: str, home: Path, sets: list[str], out: Path | None, devic
 
     from .rid import RID
 
-    values = {}
-    for item in sets:
-        key, sep, val = item.partition("=")
-        key = key.strip().removeprefix("defense.")
-        if not sep:
-            raise BenchError(f"--set {item!r}: expected KEY=VALUE (e.g. train_steps=200)")
-        values[key] = val.strip()
-    plugin = RID(values, "tiny")
+    plugin = RID(parse_assignments(sets, "defense", "train_steps=200"), "tiny")
     if plugin.p.checkpoint:
         raise BenchError("bench train rid: checkpoint= is for inference; drop it to train")
     ctx = Context(profile="tiny", seed=0, resolution=plugin.train_config().input_size, store=ArtifactStore(home / "artifacts"),

@@ -12,7 +12,6 @@ and saves the diffusers folder that `from_pretrained` reads, in a few seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -20,14 +19,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "tiny-sd-face.safetensors"
 CARD = HERE / "tiny-sd-face.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def card() -> dict:
@@ -54,27 +45,10 @@ def build_parts(seed: int = 0):
 def build(out_dir: Path, seed: int = 0):
     """Verify the shipped weights, load them strictly, write the diffusers folder."""
     import torch
-    from safetensors.torch import load_file
 
-    from bench.errors import BenchError
-    from bench.zoo import TINY_SD, save_sd, sd_parts
+    from bench.zoo import TINY_SD, load_shipped, save_sd, sd_parts
 
-    expected = card()["sha256"]
-    if not WEIGHTS.is_file():
-        raise BenchError(f"zoo model tiny-sd-face: {WEIGHTS} is missing from this checkout")
-    got = sha256(WEIGHTS)
-    if got != expected:
-        raise BenchError(f"zoo model tiny-sd-face: {WEIGHTS.name} has sha256 {got[:12]}..., its card says {expected[:12]}...")
-    tensors = load_file(str(WEIGHTS))
     unet, vae, text_encoder, tokenizer, scheduler = sd_parts(TINY_SD, out_dir / "tokenizer", seed)
-    for prefix, module in (("unet.", unet), ("vae.", vae), ("text_encoder.", text_encoder)):
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BenchError(f"zoo model tiny-sd-face: {prefix[:-1]} weights do not fit the config "
-                             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    vae.register_to_config(scaling_factor=float(card()["scaling_factor"]))
-    for m in (unet, vae, text_encoder):
-        m.eval()
+    load_shipped("tiny-sd-face", WEIGHTS, card()["sha256"], (unet, vae, text_encoder), card()["scaling_factor"])
     with torch.no_grad():
         return save_sd(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
