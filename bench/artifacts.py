@@ -106,7 +106,7 @@ class ArtifactStore:
     def _fetch(self, stage: str, key: str) -> bool:
         if not self._fs or not self._fs.exists(self._rpath(stage, key, META)):
             return False
-        tmp = self.root / ".tmp" / f"fetch-{stage}-{key}-{uuid.uuid4().hex[:8]}"
+        tmp = self.root / ".tmp" / temp_name(f"fetch-{stage}-{key}")
         try:
             self._fs.get(self._rpath(stage, key) + "/", str(tmp) + "/", recursive=True)
             final = self.path(stage, key)
@@ -130,6 +130,10 @@ class ArtifactStore:
         self._fs.makedirs(self._rpath(stage, key), exist_ok=True)
         self._fs.put_file(str(local / META), self._rpath(stage, key, META))  # last: marks it complete
 
+    def temp_folders(self) -> list[tuple[Path, bool]]:
+        """Work folders of stages being built, with whether they are stale (their process is gone)."""
+        return temp_folders(self.root / ".tmp")
+
     def ensure(
         self, stage: str, key: str, build: Callable[[Path], dict[str, Any] | None], inputs: dict | None = None
     ) -> Artifact:
@@ -142,7 +146,8 @@ class ArtifactStore:
             found = self.get(stage, key)  # another process may have built it meanwhile
             if found is not None:
                 return found
-            tmp = self.root / ".tmp" / f"{stage}-{key}-{uuid.uuid4().hex[:8]}"
+            remove_stale_temp(self.root / ".tmp")  # leftovers of killed runs
+            tmp = self.root / ".tmp" / temp_name(f"{stage}-{key}")
             tmp.mkdir(parents=True)
             try:
                 started = time.time()
@@ -176,11 +181,9 @@ class ArtifactStore:
         return out
 
     def prune(self, stage: str | None = None, keep: set[str] | None = None) -> int:
-        """Delete leftover temp folders, and artifacts of `stage` not in `keep`."""
-        removed = 0
-        for tmp in (self.root / ".tmp").iterdir():
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed += 1
+        """Delete temp folders of killed runs (never one a live process is writing), and
+        artifacts of `stage` not in `keep`."""
+        removed = remove_stale_temp(self.root / ".tmp")
         if stage:
             stage_dir = self.root / stage
             for art in stage_dir.iterdir() if stage_dir.is_dir() else []:
@@ -188,3 +191,49 @@ class ArtifactStore:
                     shutil.rmtree(art, ignore_errors=True)
                     removed += 1
         return removed
+
+
+# -- temporary build folders --------------------------------------------------------
+# A build writes into a temp folder and renames it into place, so an artifact appears whole or
+# not at all. A killed process leaves its temp folder behind: the name carries host and PID so
+# the next run can tell a leftover (its process is gone) from a build in progress.
+def temp_name(prefix: str) -> str:
+    import socket
+
+    return f"{prefix}~{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_folders(folder: Path, prefix: str = "") -> list[tuple[Path, bool]]:
+    """(path, stale) for each temp folder; one without host/PID (older layout) counts as stale."""
+    import socket
+
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.iterdir()):
+        if not p.name.startswith(prefix):
+            continue
+        parts = p.name.split("~")
+        if len(parts) >= 4 and parts[-3] != socket.gethostname():
+            out.append((p, False))  # another machine's build on a shared disk: not ours to judge
+            continue
+        stale = len(parts) < 4 or not parts[-2].isdigit() or not _alive(int(parts[-2]))
+        out.append((p, stale))
+    return out
+
+
+def remove_stale_temp(folder: Path, prefix: str = "") -> int:
+    stale = [p for p, is_stale in temp_folders(folder, prefix) if is_stale]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)

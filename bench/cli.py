@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -108,26 +109,46 @@ def run(
 def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, show_plan: bool, workers: int = 1) -> None:
     from .executors import LocalExecutor, RayExecutor
 
-    plan = runner.plan(cfgs)
-    if show_plan or dry_run:
-        _print_plan(plan, runner)
-    if dry_run:
-        return
     if executor == "ray":
         ex = RayExecutor(address=address)
     elif executor == "local":
         ex = LocalExecutor(workers)
     else:
         raise BenchError(f"unknown executor {executor!r}; choose local or ray")
+    plan = runner.plan(cfgs)
+    if show_plan or dry_run:
+        _print_plan(plan, runner)
+    if dry_run:
+        return
     if len(cfgs) == 1:
         c = cfgs[0]
         err.print(f"[bold]cell[/bold] {c.defense.name} / {'+'.join(p.name for p in c.purifier)} / {c.attack.name} "
                   f"({c.profile} profile, home {runner.home})", highlight=False)
-    records = runner.run_many(cfgs, ex, plan)
+    from .runner import CellsFailed
+
+    try:
+        records = runner.run_many(cfgs, ex, plan)
+    except CellsFailed as exc:  # the finished cells are recorded and shown; the failed ones listed, exit 2
+        if exc.records:
+            _print_cells(exc.records)
+        _print_failures(exc.failures, runner)
+        raise
     if len(records) == 1:
         _print_record(records[0])
     else:
         _print_cells(records)
+
+
+def _print_failures(failures: list[dict], runner) -> None:
+    t = Table(title=f"{len(failures)} cell(s) failed (also in {runner.results.root / 'failed'}; a rerun retries them)",
+              title_justify="left")
+    for col in ("identity", "defense", "purifier", "attack", "role", "stage", "plugin", "reason"):
+        t.add_column(col)
+    for f in failures:
+        p = f["protocol"]
+        t.add_row(f["identity"], p["defense"]["name"], "+".join(x["name"] for x in p["purifier"]), p["attack"]["name"],
+                  f.get("role", "cell"), f["stage"], _fmt(f["plugin"]), _fmt(f["reason"]))
+    out.print(t)
 
 
 def _print_plan(plan, runner) -> None:
@@ -326,6 +347,8 @@ def list_plugins(
 def show(
     home: Optional[Path] = typer.Option(None, "--home"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="also write the table as CSV"),
+    weights: bool = typer.Option(False, "--weights", help="print the SHA-256 of every weight file each result was "
+                                 "computed with (base model of the defense and of the attack)"),
 ):
     """Results table (one row per cell) from the results database."""
     from .results import ResultsStore
@@ -335,6 +358,15 @@ def show(
     df = store.table()
     if df.empty:
         out.print("no results yet: run `bench run ...` first")
+        return
+    if weights:
+        for _, row in df.iterrows():
+            rec = store.get(row["cell_key"])
+            out.print(f"[bold]{row['cell_key']}[/bold] {row['identity']} {row['defense']} / {row['purifier']} / {row['attack']}",
+                      highlight=False)
+            for stage in ("defense", "personalize"):
+                for f, h in sorted(((rec or {}).get("stages", {}).get(stage, {}).get("base_weights") or {}).items()):
+                    out.print(f"  {stage}: {f} sha256 {h}", highlight=False)
         return
     if csv:
         df.to_csv(csv, index=False)
@@ -352,15 +384,18 @@ def show(
 @app.command()
 def cache(
     home: Optional[Path] = typer.Option(None, "--home"),
-    prune: Optional[str] = typer.Option(None, "--prune", help="delete all artifacts of this stage (and temp leftovers)"),
+    prune: Optional[str] = typer.Option(None, "--prune", help="delete all artifacts of this stage, or only the temp "
+                                        "folders of killed runs with `temp` (any prune removes those)"),
 ):
     """Artifact cache: size per stage; --prune STAGE frees space."""
-    from .artifacts import ArtifactStore
+    from .artifacts import ArtifactStore, remove_stale_temp, temp_folders
     from .runner import default_home
 
-    store = ArtifactStore((home or default_home()) / "artifacts")
+    home = home or default_home()
+    zoo_root = Path(os.environ.get("BENCH_ZOO", home / "zoo")).expanduser()  # as Context.zoo_root
+    store = ArtifactStore(home / "artifacts")
     if prune:
-        n = store.prune(prune)
+        n = store.prune(prune if prune != "temp" else None) + remove_stale_temp(zoo_root, ".tmp-")
         out.print(f"removed {n} folders")
     t = Table(title=f"artifact cache {store.root}", title_justify="left")
     for col in ("stage", "artifacts", "MB"):
@@ -371,6 +406,11 @@ def cache(
         t.add_row(stage, str(count), f"{size / 1e6:.1f}")
     t.add_row("total", "", f"{total / 1e6:.1f}")
     out.print(t)
+    temps = store.temp_folders() + temp_folders(zoo_root, ".tmp-")
+    for path, stale in temps:
+        mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+        out.print(f"temp folder {path} ({mb:.1f} MB): " + ("left by a killed run; `bench cache --prune temp` removes it"
+                                                          if stale else "a build in progress"))
 
 
 @app.command()
@@ -420,9 +460,9 @@ def train(
         raise BenchError(f"bench train: unknown target {what!r}; choose one of ['rid']")
     from defenses.rid_train import cli_train
 
-    from .runner import default_device, default_home
+    from .runner import check_device, default_device, default_home
 
-    cli_train(base, home or default_home(), sets, out, device or default_device(), quiet, log=lambda m: err.print(m, highlight=False))
+    cli_train(base, home or default_home(), sets, out, check_device(device or default_device()), quiet, log=lambda m: err.print(m, highlight=False))
 
 
 check_app = typer.Typer(help="Conformance checks.", no_args_is_help=True)
@@ -510,24 +550,30 @@ def export(
         sys.stdout.write(text)
 
 
-def main() -> None:
+def run_cli(argv: list[str] | None = None) -> int:
+    """The CLI as a function: prints, returns the exit code (the reliability corpus runs it in-process)."""
     try:
-        app(standalone_mode=False)
+        app(args=argv, standalone_mode=False)
     except BenchError as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted: finished stages are cached; rerun the same command to resume")
-        sys.exit(130)
+        return 130
     except typer.Abort:
-        sys.exit(1)
+        return 1
     except Exception as exc:  # usage errors (bad option...) carry their own exit code
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         raise
+    return 0
+
+
+def main() -> None:
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ flat identity folders, a Hugging Face `datasets` source, and the offline `sample
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,23 @@ class RawSubject:
     roles: dict[str, list[np.ndarray]]
     names: dict[str, list[str]]
     fingerprint: str
+    warnings: list[str] = field(default_factory=list)  # what was converted or looks wrong, said once per run
+
+    def check_resolution(self, resolution: int) -> list[str]:
+        """Images far below the working resolution are errors (a 1x1 or 512x4 "photo" would be
+        upscaled into a valid-looking subject); below it, they are upscaled, and said so."""
+        sizes = {n: img.shape[:2] for role, imgs in self.roles.items() for n, img in zip(self.names[role], imgs)}
+        floor = max(1, resolution // 4)
+        tiny = [(n, hw) for n, hw in sizes.items() if min(hw) < floor]
+        if tiny:
+            n, (h, w) = tiny[0]
+            raise BenchError(f"identity {self.identity!r}: image {n!r} is {w}x{h} px, below a quarter of the working "
+                             f"resolution ({resolution} px) on one side; {len(tiny)} such image(s)")
+        small = [n for n, hw in sizes.items() if min(hw) < resolution]
+        if small:
+            return [f"identity {self.identity!r}: {len(small)} of {len(sizes)} images are smaller than {resolution} px on "
+                    f"their short side and will be upscaled (e.g. {small[0]!r})"]
+        return []
 
 
 def _fingerprint(images: list[np.ndarray]) -> str:
@@ -99,6 +116,7 @@ def _root(card: dict[str, Any], root: str | None) -> Path:
 
 def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> RawSubject:
     layout = card["layout"]
+    notes: dict[str, list[str]] = {}
     if identity is None:
         ids = identities(card, root)
         if not ids:
@@ -115,7 +133,7 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
         roles, names = {}, {}
         for role, sets in card["roles"].items():
             files = [f for s in sets for f in list_images(folder / s)]
-            roles[role] = [load_image(f) for f in files]
+            roles[role] = [_load(f, notes) for f in files]
             names[role] = [f"{f.parent.name}_{f.stem}" for f in files]
     elif layout == "flat":
         folder = _root(card, root) / identity
@@ -128,7 +146,7 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
                 raise BenchError(f"identity {identity!r} not found under {base}")
         files = list_images(folder)
         split = _thirds(files)
-        roles = {k: [load_image(f) for f in v] for k, v in split.items()}
+        roles = {k: [_load(f, notes) for f in v] for k, v in split.items()}
         names = {k: [f.stem for f in v] for k, v in split.items()}
     else:  # hf
         rows = _hf_rows(card, root, identity)
@@ -139,7 +157,20 @@ def load_raw(card: dict[str, Any], root: str | None, identity: str | None) -> Ra
         if not roles.get(role):
             raise BenchError(f"identity {identity!r}: the {role!r} role has no images")
     fp = _fingerprint([img for role in ("surrogate", "train", "reference") for img in roles[role]])
-    return RawSubject(identity, roles, names, fp)
+    notes = {what: sorted(set(files)) for what, files in notes.items()}  # a file may serve two roles
+    warnings = [f"identity {identity!r}: {len(files)} image(s) {what} (e.g. {files[0]})" for what, files in notes.items()]
+    constant = sorted({n for role in roles for n, img in zip(names[role], roles[role]) if img.min() == img.max()})
+    if constant:
+        warnings.append(f"identity {identity!r}: {len(constant)} image(s) are one flat colour, not a photo (e.g. {constant[0]!r})")
+    return RawSubject(identity, roles, names, fp, warnings)
+
+
+def _load(path: Path, notes: dict[str, list[str]]) -> np.ndarray:
+    found: list[str] = []
+    img = load_image(path, found)
+    if "transparent" in found:
+        notes.setdefault("have transparent pixels, composited on white", []).append(path.name)
+    return img
 
 
 def _synthetic(card: dict[str, Any], identity: str) -> tuple[dict[str, list], dict[str, list]]:

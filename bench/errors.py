@@ -12,3 +12,12 @@ class BenchError(Exception):
 
 class BudgetExceeded(BenchError):
     """A defense produced images whose measured L-inf exceeds its declared budget."""
+
+
+class StageFailed(BenchError):
+    """A stage's plugin raised or broke its contract: one line naming the stage, the plugin and
+    the exception; the full traceback is in `log_path`."""
+
+    def __init__(self, message: str, kind: str = "", plugin: str = "", log_path: str | None = None):
+        super().__init__(message)
+        self.kind, self.plugin, self.log_path = kind, plugin, log_path

@@ -17,8 +17,27 @@ from .stages import StageEnv, StageSpec, execute
 Report = Callable[[StageSpec, bool, float], None]  # (stage, cached, seconds)
 
 
-def _ready(plan: Plan, done: set, running: set) -> list[StageSpec]:
-    return [st for sid, st in plan.stages.items() if sid not in done and sid not in running and all(d in done for d in st.deps)]
+Failures = dict  # stage id -> one-line reason (failed, or not run because an upstream stage failed)
+
+
+def _ready(plan: Plan, done: set, running: set, failed: Failures) -> list[StageSpec]:
+    return [st for sid, st in plan.stages.items() if sid not in done and sid not in running and sid not in failed
+            and all(d in done for d in st.deps)]
+
+
+def _block_downstream(plan: Plan, failed: Failures) -> None:
+    """Stages that need a failed stage cannot run: record why, so the others go on."""
+    changed = True
+    while changed:
+        changed = False
+        for sid, st in plan.stages.items():
+            if sid in failed:
+                continue
+            bad = next((d for d in st.deps if d in failed), None)
+            if bad is not None:
+                up = plan.stages[bad]
+                failed[sid] = failed[bad] if failed[bad].startswith("not run") else f"not run: {up.kind} stage {up.label!r} failed"
+                changed = True
 
 
 def _run_one(env: StageEnv, spec: StageSpec) -> tuple[tuple[str, str], bool, float]:
@@ -31,30 +50,43 @@ class LocalExecutor:
     """In this process, in dependency order; with `workers > 1`, independent stages run
     in a pool of spawned processes, each given threads // workers torch threads so the
     pool does not oversubscribe the cores (floats may then differ from a sequential run
-    in the last digits: CPU reductions depend on the thread split)."""
+    in the last digits: CPU reductions depend on the thread split).
+
+    A failing stage (a BenchError, or a plugin fault that stages.execute turned into one)
+    is recorded with its reason and the stages that need it are skipped; every other
+    stage still runs. `run` returns the failures."""
 
     def __init__(self, workers: int = 1):
         if workers < 1:
             raise BenchError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
 
-    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
+    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> Failures:
         store = env.store()
         done = {sid for sid, cached in plan.status(store).items() if cached}
         for sid in done:
             report(plan.stages[sid], True, float(store.get(*sid).meta.get("seconds", 0.0)))
+        failed: Failures = {}
         if self.workers > 1:
-            return self._pool(plan, env, report, done)
-        while len(done) < len(plan.stages):
-            ready = _ready(plan, done, set())
+            self._pool(plan, env, report, done, failed, log)
+            return failed
+        while len(done) + len(failed) < len(plan.stages):
+            ready = _ready(plan, done, set(), failed)
             if not ready:
                 raise BenchError("internal: the stage graph has a cycle or a missing dependency")
             for st in ready:
-                art = execute(env, st, log)
+                try:
+                    art = execute(env, st, log)
+                except BenchError as exc:
+                    failed[st.id] = str(exc)
+                    log(f"  FAILED {st.kind} {st.label}: {exc}")
+                    _block_downstream(plan, failed)
+                    continue
                 done.add(st.id)
                 report(st, art.cached, float(art.meta.get("seconds", 0.0)))
+        return failed
 
-    def _pool(self, plan: Plan, env: StageEnv, report: Report, done: set) -> None:
+    def _pool(self, plan: Plan, env: StageEnv, report: Report, done: set, failed: Failures, log) -> None:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from dataclasses import replace
@@ -63,15 +95,21 @@ class LocalExecutor:
         running: dict = {}
         # spawn: a forked child would inherit torch's thread pools and locks from this process
         with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
-            while len(done) < len(plan.stages):
-                for st in _ready(plan, done, {s.id for s in running.values()})[: self.workers - len(running)]:
+            while len(done) + len(failed) < len(plan.stages):
+                for st in _ready(plan, done, {s.id for s in running.values()}, failed)[: self.workers - len(running)]:
                     running[pool.submit(_run_one, worker_env, st)] = st
                 if not running:
                     raise BenchError("internal: the stage graph has a cycle or a missing dependency")
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     st = running.pop(fut)
-                    sid, cached, seconds = fut.result()  # a BenchError in a worker is re-raised here
+                    try:
+                        sid, cached, seconds = fut.result()  # a BenchError in a worker is re-raised here
+                    except BenchError as exc:
+                        failed[st.id] = str(exc)
+                        log(f"  FAILED {st.kind} {st.label}: {exc}")
+                        _block_downstream(plan, failed)
+                        continue
                     done.add(sid)
                     report(st, cached, seconds)
 
@@ -84,7 +122,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, retries: int = 2, num_cpus: int | None = None):
         self.address, self.retries, self.num_cpus = address, retries, num_cpus
 
-    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> None:
+    def run(self, plan: Plan, env: StageEnv, report: Report, log=print) -> Failures:
         try:
             import ray
         except ImportError:
@@ -110,14 +148,20 @@ class RayExecutor:
             ref = task.options(**opts).remote(env, st, *[refs[d] for d in st.deps if d in refs])
             refs[sid] = ref
             pending[ref] = st
+        failed: Failures = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             st = pending.pop(ready[0])
             try:
                 _, was_cached, seconds = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if hasattr(exc, "cause") else exc
-                if isinstance(cause, BenchError):
-                    raise cause from None
-                raise
+            except ray.exceptions.RayError as exc:  # this stage failed, or an upstream one did
+                cause = getattr(exc, "cause", None)
+                up = next((d for d in st.deps if d in failed), None)
+                if up is not None:
+                    failed[st.id] = f"not run: {plan.stages[up].kind} stage {plan.stages[up].label!r} failed"
+                else:
+                    failed[st.id] = str(cause) if isinstance(cause, BenchError) else f"{st.kind} stage {st.label!r}: {type(exc).__name__}"
+                    log(f"  FAILED {st.kind} {st.label}: {failed[st.id]}")
+                continue
             report(st, was_cached, seconds)
+        return failed

@@ -14,11 +14,12 @@ from PIL import ImageOps, UnidentifiedImageError
 
 from .errors import BenchError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
-def to_rgb8(img: PILImage.Image, where: str = "image") -> np.ndarray:
-    """Any PIL image -> uint8 RGB array; 16-bit and float modes are rescaled, alpha composited on white."""
+def to_rgb8(img: PILImage.Image, where: str = "image", notes: list[str] | None = None) -> np.ndarray:
+    """Any PIL image -> uint8 RGB array; 16-bit and float modes are rescaled, alpha composited on
+    white (and noted in `notes`, so the caller can say so)."""
     img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -28,6 +29,8 @@ def to_rgb8(img: PILImage.Image, where: str = "image") -> np.ndarray:
         return np.repeat(arr[..., None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
+        if notes is not None and rgba.getextrema()[3][0] < 255:
+            notes.append("transparent")
         background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = PILImage.alpha_composite(background, rgba)
     if mode not in ("RGB",):
@@ -41,20 +44,31 @@ def to_rgb8(img: PILImage.Image, where: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
+    """One still image as uint8 RGB. Decompression bombs (PIL's pixel limit) and animations
+    are errors: a benchmark must not pick a frame, or allocate gigabytes, without saying so."""
     path = Path(path)
     try:
         with PILImage.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise BenchError(f"{path}: animated image ({frames} frames); save the frame to use as a still image")
             img.load()
-            return to_rgb8(img, str(path))
+            return to_rgb8(img, str(path), notes)
+    except PILImage.DecompressionBombError as exc:
+        raise BenchError(f"{path}: image too large to load safely ({exc}); downscale it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BenchError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """The images of a folder, sorted; a dangling link is an error, never silently skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BenchError(f"{folder}: no such folder")
+    for p in folder.iterdir():
+        if p.is_symlink() and not p.exists():
+            raise BenchError(f"{p}: dangling symbolic link (its target {os.readlink(p)} does not exist)")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BenchError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")

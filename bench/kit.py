@@ -18,7 +18,8 @@ import numpy as np
 
 from .errors import BenchError
 from .images import linf, load_image, save_png
-from .plugin import Attack, Generation, ImageDefense, Metric, ModelDefense, ModelRef, Purifier, Recipe, Subject
+from .plugin import (Attack, Generation, ImageDefense, Metric, ModelDefense, ModelRef, Purifier, Recipe, Subject,
+                     checked_budget)
 
 TEMPLATES = {
     "defense": ("bench.defenses", "ImageDefense", '''
@@ -224,7 +225,11 @@ def _check_image_defense(cls, profile, ctx, resolve) -> list[Check]:
     checks = []
     base = resolve({"id": "zoo:tiny-sd"}, ctx(0, 64).zoo_root)
     plugin = cls({}, profile)
-    budget = plugin.budget()
+    try:
+        budget = checked_budget(plugin)
+        checks.append(Check("declared budget", True, f"{budget:g}/255"))
+    except BenchError as exc:
+        return [Check("declared budget", False, str(exc))]
     outs = {}
     for shape in ((64, 64), (48, 64)):
         subject = _sample_subject(shape)
@@ -243,10 +248,7 @@ def _check_image_defense(cls, profile, ctx, resolve) -> list[Check]:
     with tempfile.TemporaryDirectory() as tmp:
         saved = [_png_roundtrip(o, Path(tmp), i) for i, o in enumerate(out)]
     measured = max(linf(s, c) for s, c in zip(saved, subject.train))
-    if budget is None:
-        checks.append(Check("budget", True, f"no declared budget; measured L-inf {measured}/255"))
-    else:
-        checks.append(Check("budget on saved PNGs", measured <= budget, f"measured L-inf {measured}/255, declared {budget:g}/255"))
+    checks.append(Check("budget on saved PNGs", measured <= budget, f"measured L-inf {measured}/255, declared {budget:g}/255"))
     again = plugin.protect(subject, base, ctx(0, 64))
     same = all(np.array_equal(a, b) for a, b in zip(out, again))
     checks.append(Check("deterministic under a seed", same, "same seed gave identical images" if same else "same seed gave different images"))

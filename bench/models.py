@@ -42,12 +42,13 @@ def resolve(source: dict[str, Any], zoo_root: Path) -> ModelRef:
         p = Path(path).expanduser()
         if not (p / "model_index.json").is_file() and not (p / "unet").is_dir():
             raise BenchError(f"base_model.path {p}: not a diffusers model folder (no model_index.json)")
-        return ModelRef(path=p, source=str(p), revision=revision)
+        return ModelRef(path=p, source=str(p), revision=revision, weights=folder_hashes(p))
     if not model_id:
         raise BenchError("no base model: set base_model.id (hub id) or base_model.path (local folder)")
     if model_id.startswith("zoo:"):
         name = model_id[4:]
-        return ModelRef(path=zoo.ensure(name, zoo_root), source=model_id, revision=zoo.zoo_revision(name))
+        folder = zoo.ensure(name, zoo_root)  # verifies the weights against the hashes they were built with
+        return ModelRef(path=folder, source=model_id, revision=zoo.zoo_revision(name), weights=folder_hashes(folder))
     candidates = [model_id] + list(source.get("mirrors") or []) + KNOWN_MIRRORS.get(model_id, [])
     errors = []
     for repo in dict.fromkeys(candidates):
@@ -60,13 +61,25 @@ def resolve(source: dict[str, Any], zoo_root: Path) -> ModelRef:
                 local_files_only=offline(),
                 allow_patterns=["*.json", "*.txt", "*.safetensors", "tokenizer*/*", "*.model"],
             )
-            return ModelRef(path=Path(local), source=repo, revision=revision)
+            return ModelRef(path=Path(local), source=repo, revision=revision, weights=folder_hashes(Path(local)))
         except Exception as exc:  # network refused, repo gone, offline cache miss
             errors.append(f"{repo}: {exc.__class__.__name__}")
     raise BenchError(
         f"weights for base model {model_id!r} are not available ({'; '.join(errors)}); "
         "download them on a connected machine and pass --set base_model.path=/path/to/diffusers/folder"
     )
+
+
+_HASHES: dict[tuple, dict[str, str]] = {}
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """zoo.weight_hashes, computed once per process for an unchanged folder (sizes and mtimes)."""
+    files = sorted(f for f in Path(folder).rglob("*") if f.is_file() and f.suffix in zoo.WEIGHT_SUFFIXES)
+    key = (str(Path(folder).resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _HASHES:
+        _HASHES[key] = zoo.weight_hashes(Path(folder))
+    return _HASHES[key]
 
 
 def load_sd(ref: ModelRef, device: str = "cpu", dtype=None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ resolved values (and their sources) in every result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,12 @@ class Param:
             if bad:
                 raise BenchError(f"{where}: {bad[0]!r} is not one of {list(self.choices)}")
         if isinstance(out, (int, float)) and not isinstance(out, bool):
+            # NaN fails every comparison, so no bound below could reject it: one rule for every plugin.
+            if math.isnan(out):
+                raise BenchError(f"{where}: NaN is not a valid value")
+            bounded = any(b is not None for b in (self.ge, self.gt, self.le))
+            if math.isinf(out) and bounded:
+                raise BenchError(f"{where}: must be finite, got {out}")
             if self.ge is not None and out < self.ge:
                 raise BenchError(f"{where} must be >= {self.ge}, got {out}")
             if self.gt is not None and out <= self.gt:

@@ -11,7 +11,7 @@ from typing import Any
 from . import data
 from .artifacts import ArtifactStore, stable_hash
 from .errors import BenchError
-from .plugin import ModelDefense, Recipe
+from .plugin import ImageDefense, ModelDefense, Recipe, checked_budget
 from .protocol import CellConfig, resolve
 from .registry import Registry
 from .stages import StageSpec, base_identity
@@ -59,6 +59,7 @@ class CellPlan:
     control: Control | None = None
     gallery: dict[str, StageSpec] = field(default_factory=dict)  # clean stage of every identity on the card
     companions: dict[str, "CellPlan"] = field(default_factory=dict)  # "baseline" (no defense), "noise" (same budget)
+    warnings: list[str] = field(default_factory=list)  # about the input images (upscaled, transparent, flat...)
 
     @property
     def personalized(self) -> StageSpec:
@@ -150,11 +151,15 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
     card = data.load_card(ds["card"])
     cache = {} if raw_cache is None else raw_cache
 
+    warnings: list[str] = []
+
     def load_raw(identity: str | None) -> data.RawSubject:
         key = stable_hash([card, ds.get("root"), identity])
         if key not in cache:
             cache[key] = data.load_raw(card, ds.get("root"), identity)
-        return cache[key]
+        raw = cache[key]
+        warnings.extend(raw.warnings + raw.check_resolution(proto["resolution"]))  # too-small images: error here
+        return raw
 
     raw = load_raw(ds.get("identity"))
     proto["dataset"] = {**ds, "identity": raw.identity}
@@ -173,6 +178,8 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
                                     "base_id": base}, deps=[clean.id], label=dspec["name"], plugin=dspec["name"],
                         needs=dict(dcls.needs.gpu_memory_gb))
     model_level = issubclass(dcls, ModelDefense)
+    if issubclass(dcls, ImageDefense):
+        checked_budget(dcls(dspec["params"], proto["profile"]))  # at plan time: a bad budget never starts work
     plain_base = {"source": base_source, "base_id": base}
     if model_level:  # APDM: the attacker personalizes the PROTECTED model on CLEAN images
         upstream = {"kind": "clean", "key": clean.key}
@@ -206,7 +213,8 @@ def plan_cell(cfg: CellConfig, registry: Registry, raw_cache: dict | None = None
                           protected=_branch(proto, acls, cup, [cclean.id, defense.id], attack_base, {}, cclean, registry, gallery),
                           base=_branch(proto, acls, cup, [cclean.id], plain_base, {}, cclean, registry, gallery))
         proto["dataset"]["control_identity"] = ident
-    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, main, control, gallery)
+    return CellPlan(proto, stable_hash(proto), raw.identity, clean, defense, purified, main, control, gallery,
+                    warnings=list(dict.fromkeys(warnings)))
 
 
 def companion_configs(cfg: CellConfig, cell: CellPlan, registry: Registry) -> dict[str, CellConfig]:
@@ -214,7 +222,6 @@ def companion_configs(cfg: CellConfig, cell: CellPlan, registry: Registry) -> di
     seed and protocol): "baseline", no defense; "noise", the `noise` control at the defense's
     declared budget (image defenses with a budget only). A defense that does no better than
     noise of its own budget protects nothing."""
-    from .plugin import ImageDefense
     from .protocol import PluginSpec
 
     d = cell.proto["defense"]
@@ -224,7 +231,7 @@ def companion_configs(cfg: CellConfig, cell: CellPlan, registry: Registry) -> di
     out = {"baseline": pinned.model_copy(update={"defense": PluginSpec(name="none")})}
     dcls = registry.get("defense", d["name"])
     if d["name"] != "noise" and issubclass(dcls, ImageDefense):
-        budget = dcls(d["params"], cell.proto["profile"]).budget()
+        budget = checked_budget(dcls(d["params"], cell.proto["profile"]))
         if budget:
             out["noise"] = pinned.model_copy(update={"defense": PluginSpec(name="noise", params={"eps": float(budget)})})
     return out

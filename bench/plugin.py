@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .errors import BenchError
 from .params import Needs, Param, ParamView, resolve_params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +89,7 @@ class ModelRef:
     source: str  # hub id, local path or zoo name
     revision: str | None = None
     family: str = "sd"  # "sd" (SD 1.x/2.x), "sdxl", ...
+    weights: dict[str, str] | None = None  # SHA-256 of each weight file: what the records cite
 
 
 @dataclass
@@ -184,12 +186,29 @@ class ImageDefense(Defense):
     level = "image"
 
     def budget(self) -> float | None:
-        """Declared L-inf budget in 0-255 pixel units (None: unbounded, e.g. `none`)."""
+        """Declared L-inf budget in 0-255 pixel units: a finite number in [0, 255] (`none`: 0).
+        The harness checks the saved PNGs against it; a defense that declares none fails."""
         return None
 
     def protect(self, subject: Subject, base: ModelRef, ctx: "Context") -> list[Image]:
         """Return one protected uint8 image per `subject.train` image, same shapes."""
         raise NotImplementedError
+
+
+def checked_budget(defense: ImageDefense) -> float:
+    """The defense's declared budget, or a one-line error naming it: NaN, infinity, None or a
+    value outside [0, 255] would switch the budget check off (NaN fails every comparison)."""
+    import math
+
+    try:
+        value = defense.budget()
+    except Exception as exc:
+        raise BenchError(f"defense {defense.name!r}: budget() raised {type(exc).__name__}: {exc}") from None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 255
+    if not ok:
+        raise BenchError(f"defense {defense.name!r} declares budget {value!r}: an image defense's budget() must return a "
+                         "finite L-inf bound in [0, 255] pixel units")
+    return float(value)
 
 
 class ModelDefense(Defense):

@@ -75,7 +75,10 @@ class CellConfig(_Model):
     def _chain(cls, v: Any) -> Any:
         """`"codeformer-sr+jpeg"` -> two links, applied left to right."""
         if isinstance(v, str):
-            return [{"name": n.strip()} for n in v.split("+") if n.strip()] or [{"name": "none"}]
+            links = [n.strip() for n in v.split("+")]
+            if len(links) > 1 and not all(links):
+                raise ValueError(f"purifier chain {v!r} has an empty link; write e.g. jpeg+gridpure")
+            return [{"name": n} for n in links if n] or [{"name": "none"}]
         if isinstance(v, dict):
             return [v]
         return [{"name": x} if isinstance(x, str) else x for x in v]

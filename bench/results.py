@@ -44,6 +44,22 @@ class ResultsStore:
         p = self.record_path(cell_key)
         return json.loads(p.read_text()) if p.is_file() else None
 
+    def failure_path(self, cell_key: str) -> Path:
+        return self.root / "failed" / f"{cell_key}.json"
+
+    def add_failure(self, failure: dict[str, Any]) -> None:
+        """Why a cell could not finish (latest run only: a rerun retries it)."""
+        path = self.failure_path(failure["cell_key"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(failure, indent=1, sort_keys=True, default=str))
+
+    def clear_failure(self, cell_key: str) -> None:
+        self.failure_path(cell_key).unlink(missing_ok=True)
+
+    def failures(self) -> list[dict[str, Any]]:
+        folder = self.root / "failed"
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
     def add(self, record: dict[str, Any]) -> Path:
         """Write the record once (immutable) and index it."""
         path = self.record_path(record["cell_key"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .artifacts import Artifact, ArtifactStore
+from .errors import BenchError
 from .executors import LocalExecutor
 from .planner import Branch, CellPlan, Plan, companion_configs, plan_cell
 from .protocol import CellConfig, protocol_group
@@ -39,6 +40,29 @@ def default_device() -> str:
         return "cpu"
 
 
+def check_device(device: str) -> str:
+    """The device, or a one-line error before any work: cpu, cuda[:N] (CUDA present, index
+    exists) or mps (present). Found only at the first model load, a bad device wastes the
+    stages before it."""
+    import re
+
+    import torch
+
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device.strip())
+    if not m or (m.group(1) != "cuda" and m.group(2)):
+        raise BenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    kind, index = m.group(1), m.group(2)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu")
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise BenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0.."
+                             f"cuda:{torch.cuda.device_count() - 1})")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BenchError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return device.strip()
+
+
 class Runner:
     def __init__(self, home: Path | None = None, registry: Registry | None = None, device: str | None = None,
                  quiet: bool = False, log=print, plugin_files: list[str] | None = None, artifacts_url: str | None = None,
@@ -51,7 +75,7 @@ class Runner:
             for f in self.plugin_files:
                 registry.add_file(f)
         self.registry = registry
-        self.device = device or default_device()
+        self.device = check_device(device or default_device())
         self.quiet = quiet
         self.log = log
         self.store = ArtifactStore(self.home / "artifacts", self.artifacts_url)
@@ -72,6 +96,8 @@ class Runner:
             for cfg, cell in zip(cfgs, cells):
                 cell.companions = {role: plan_cell(c, self.registry, raw_cache)
                                    for role, c in companion_configs(cfg, cell, self.registry).items()}
+        for warning in dict.fromkeys(w for cell in cells for w in cell.warnings):
+            self.log(f"warning: {warning}")
         return Plan.build(cells)
 
     def run_many(self, cfgs: list[CellConfig], executor=None, plan: Plan | None = None) -> list[dict[str, Any]]:
@@ -84,14 +110,22 @@ class Runner:
             if not cached:
                 self.log(f"  {st.kind} {st.label}: computed in {seconds:.1f} s")
 
-        (executor or LocalExecutor()).run(plan, self.env, report, self.log)
-        records = []
+        failures = (executor or LocalExecutor()).run(plan, self.env, report, self.log) or {}
+        records, failed_cells = [], []
         for cell in plan.cells:
             compare = {}
             for role, comp in cell.companions.items():
+                if self._failed(comp, failures):
+                    failed_cells.append(self._failed(comp, failures) | {"companion_of": cell.cell_key, "role": role})
+                    continue
                 crec = self.results.get(comp.cell_key) or self._record(comp)
                 self.results.add(crec)
                 compare[role] = crec
+            failure = self._failed(cell, failures)
+            if failure:
+                failed_cells.append(failure)
+                continue
+            self.results.clear_failure(cell.cell_key)
             record = self._record(cell)
             if compare:
                 record["compare"] = comparison(record, compare)
@@ -106,7 +140,22 @@ class Runner:
                 "record_path": str(path),
             }
             records.append(record)
+        if failed_cells:
+            raise CellsFailed(records, failed_cells)
         return records
+
+    def _failed(self, cell: CellPlan, failures: dict) -> dict[str, Any] | None:
+        """The failure record of a cell with a failed or skipped stage (kept in results/failed/,
+        replaced by the next run, removed once the cell succeeds), else None."""
+        bad = [(st, failures[st.id]) for st in cell.stages if st.id in failures]
+        if not bad:
+            return None
+        first = next(((st, why) for st, why in bad if not why.startswith("not run")), bad[0])
+        failure = {"cell_key": cell.cell_key, "identity": cell.identity, "protocol": cell.proto, "status": "failed",
+                   "stage": first[0].kind, "plugin": first[0].plugin or first[0].label, "reason": first[1],
+                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        self.results.add_failure(failure)
+        return failure
 
     def run(self, cfg: CellConfig, executor=None) -> dict[str, Any]:
         return self.run_many([cfg], executor)[0]
@@ -153,6 +202,17 @@ class Runner:
             meta = self._art(st).meta
             out[mid] = {k: meta.get(k) for k in ("value", "status", "higher_is_better", "target", "per_image", "extra")}
         return out
+
+
+class CellsFailed(BenchError):
+    """Some cells of a run failed; `records` holds the cells that finished, `failures` the others."""
+
+    def __init__(self, records: list[dict[str, Any]], failures: list[dict[str, Any]]):
+        self.records, self.failures = records, failures
+        first = failures[0]
+        head = first["reason"] if len(failures) == 1 and not records else (
+            f"{len(failures)} cell(s) failed (first: {first['identity']}, {first['stage']} stage of {first['plugin']!r}: {first['reason']})")
+        super().__init__(head)
 
 
 def comparison(record: dict[str, Any], companions: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -19,9 +19,10 @@ import numpy as np
 from . import data, models, zoo
 from .artifacts import Artifact, ArtifactStore, stable_hash
 from .context import Context
-from .errors import BenchError, BudgetExceeded
+from .errors import BenchError, BudgetExceeded, StageFailed
 from .images import linf, load_pngs, psnr, save_pngs, ssim
-from .plugin import Generation, GeneratedImage, ImageDefense, MetricResult, ModelDefense, ModelRef, Recipe, Subject
+from .plugin import (Generation, GeneratedImage, ImageDefense, MetricResult, ModelDefense, ModelRef, Recipe, Subject,
+                     checked_budget)
 from .registry import Registry
 
 KINDS = ("clean", "defense", "purified", "personalized", "generated", "metric")
@@ -129,7 +130,8 @@ def model_ref(inputs_base: dict[str, Any], store: ArtifactStore, zoo_root: Path)
     """A base model, or a model-level defense's protected model (an artifact)."""
     if inputs_base.get("defense_model"):
         art = _need(store, "defense", inputs_base["defense_model"])
-        return ModelRef(path=art.path / "model", source=f"defense:{art.key}", revision=art.key)
+        return ModelRef(path=art.path / "model", source=f"defense:{art.key}", revision=art.key,
+                        weights=models.folder_hashes(art.path / "model"))
     return models.resolve(inputs_base["source"], zoo_root)
 
 
@@ -139,6 +141,8 @@ def upstream_images(store: ArtifactStore, ref: dict[str, str], role: str = "imag
 
 
 def _check_images(out: list, ref: list, who: str) -> None:
+    if not isinstance(out, (list, tuple)):
+        raise BenchError(f"{who} returned {type(out).__name__}, expected a list of {len(ref)} uint8 images")
     if len(out) != len(ref):
         raise BenchError(f"{who} returned {len(out)} images for {len(ref)} inputs")
     for o, r in zip(out, ref):
@@ -157,8 +161,34 @@ def execute(env: StageEnv, spec: StageSpec, log=print) -> Artifact:
     import torch
 
     torch.set_num_threads(env.threads)
-    build = BUILDERS[spec.kind](env, spec.inputs, store, log)
-    return store.ensure(spec.kind, spec.key, build, spec.inputs)
+    try:
+        build = BUILDERS[spec.kind](env, spec.inputs, store, log)
+        return store.ensure(spec.kind, spec.key, build, spec.inputs)
+    except StageFailed:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin's fault: one line for the user, the traceback in a log
+        raise stage_failure(env, spec, exc) from None
+
+
+def stage_failure(env: StageEnv, spec: StageSpec, exc: BaseException) -> StageFailed:
+    """One line naming the stage, its plugin and the exception; user errors (BenchError) keep
+    their own message, anything else also writes its traceback under <home>/logs/."""
+    import traceback
+
+    plugin = spec.plugin or spec.label
+    where = f"{spec.kind} stage of {plugin!r}" + (f" ({spec.label})" if spec.label and spec.label != plugin else "")
+    if isinstance(exc, BenchError):
+        return StageFailed(f"{where}: {exc}", spec.kind, plugin)
+    log_dir = env.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.kind}-{spec.key[:12]}.log"
+    path.write_text(f"stage {spec.kind} {spec.key}\nplugin {plugin}\ninputs {spec.inputs}\n\n"
+                    + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return StageFailed(f"{where} failed: {type(exc).__name__}{': ' + msg if msg else ''} (traceback in {path})",
+                       spec.kind, plugin, str(path))
 
 
 def _build_clean(env, inputs, store, log):
@@ -167,10 +197,12 @@ def _build_clean(env, inputs, store, log):
         raw = data.load_raw(card, inputs.get("root"), inputs["identity"])
         if raw.fingerprint != inputs["fingerprint"]:
             raise BenchError(f"the images of {inputs['identity']!r} changed while the run was planned; run again")
+        warnings = raw.warnings + raw.check_resolution(inputs["resolution"])
         subject = data.make_subject(raw, inputs["resolution"])
         for role in ("train", "surrogate", "reference"):
             save_pngs(getattr(subject, role), tmp / role, raw.names[role])
-        return {"identity": raw.identity, "card": card["name"], "counts": {r: len(v) for r, v in raw.roles.items()}}
+        return {"identity": raw.identity, "card": card["name"], "counts": {r: len(v) for r, v in raw.roles.items()},
+                **({"warnings": warnings} if warnings else {})}
 
     return build
 
@@ -184,17 +216,18 @@ def _build_defense(env, inputs, store, log):
         started = time.time()
         if isinstance(defense, ModelDefense):
             defense.protect_model(subject, base, ctx, tmp / "model")
-            return {"level": "model", "seconds_total": round(time.time() - started, 3), "notes": ctx.notes.pop("defense", {})}
+            return {"level": "model", "seconds_total": round(time.time() - started, 3), "notes": ctx.notes.pop("defense", {}),
+                    "base_weights": base.weights}
         if not isinstance(defense, ImageDefense):
             raise BenchError(f"defense {defense.name!r} implements neither ImageDefense nor ModelDefense")
+        budget = checked_budget(defense)  # before the work: a non-finite budget never reaches the attack
         out = defense.protect(subject, base, ctx)
         seconds = time.time() - started
         _check_images(out, subject.train, f"defense {defense.name}")
         save_pngs(out, tmp / "images", subject.train_names)
         saved = load_pngs(tmp / "images")  # measure what an attacker would download
         meas = pair_measures(saved, subject.train)
-        budget = defense.budget()
-        if budget is not None and meas["measured_linf"] > budget + 1e-9:
+        if not meas["measured_linf"] <= budget + 1e-9:  # written so that a NaN measure fails too
             rejected = env.home / "rejected" / f"defense-{defense.name}-{stable_hash(inputs)}"
             shutil.rmtree(rejected, ignore_errors=True)
             shutil.copytree(tmp / "images", rejected)
@@ -205,6 +238,7 @@ def _build_defense(env, inputs, store, log):
         return {
             "level": "image", "budget": budget, **meas, "seconds_total": round(seconds, 3),
             "seconds_per_image": round(seconds / max(1, len(out)), 4), "notes": ctx.notes.pop("defense", {}),
+            "base_weights": base.weights,
         }
 
     return build
@@ -243,7 +277,7 @@ def _build_personalized(env, inputs, store, log):
         images = upstream_images(store, inputs["upstream"])
         base = model_ref(inputs["base"], store, ctx.zoo_root)
         attack.personalize(images, base, Recipe(**inputs["recipe"]), ctx, tmp / "model")
-        return {"zero_shot": attack.zero_shot, "notes": ctx.notes.pop("attack", {})}
+        return {"zero_shot": attack.zero_shot, "notes": ctx.notes.pop("attack", {}), "base_weights": base.weights}
 
     return build
 
@@ -258,6 +292,11 @@ def _build_generated(env, inputs, store, log):
         out: list[GeneratedImage] = attack.generate(pers.path / "model", base, gen, Recipe(**inputs["recipe"]), ctx)
         if not out:
             raise BenchError(f"attack {attack.name!r} generated no images")
+        bad = [g for g in out if not (isinstance(g, GeneratedImage) and isinstance(g.image, np.ndarray) and g.image.dtype == np.uint8
+                                      and g.image.ndim == 3 and g.image.shape[2] == 3)]
+        if bad:
+            raise BenchError(f"attack {attack.name!r}: generate() must return GeneratedImage items holding uint8 HxWx3 images, "
+                             f"got {type(bad[0]).__name__}")
         names = [f"{i:04d}.png" for i in range(len(out))]
         save_pngs([g.image for g in out], tmp / "images", names)
         return {"images": [{"file": n, "prompt": g.prompt, "seed": g.seed} for n, g in zip(names, out)],
@@ -279,6 +318,7 @@ def _build_metric(env, inputs, store, log):
             ctx.subject = inputs["subject"]
         ok, reason = metric.available()
         res = metric.compute(images, refs, ctx) if ok else MetricResult.unavailable(reason)
+        _check_metric_result(res, metric.metric_id)
         extra = dict(res.extra)
         prompts = [im["prompt"] for im in gen_art.meta.get("images", [])]
         if res.per_image and len(res.per_image) == len(prompts) and len(set(prompts)) > 1:
@@ -289,6 +329,17 @@ def _build_metric(env, inputs, store, log):
         }
 
     return build
+
+
+def _check_metric_result(res: Any, who: str) -> None:
+    """An undefined value is None (e.g. no face found) or `MetricResult.unavailable(reason)`, never NaN."""
+    import math
+
+    if not isinstance(res, MetricResult):
+        raise BenchError(f"metric {who}: compute() must return a MetricResult, got {type(res).__name__}")
+    v = res.value
+    if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+        raise BenchError(f"metric {who} returned value {v!r}: a value is a finite number, or None where it is undefined")
 
 
 def _by_prompt(prompts: list[str], values: list[float | None]) -> dict[str, float | None]:

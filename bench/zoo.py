@@ -16,12 +16,11 @@ import functools
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import stable_hash
+from .artifacts import remove_stale_temp, stable_hash, temp_name
 
 ZOO_VERSION = "2"
 
@@ -291,8 +290,42 @@ def build(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict | No
         result = _build_sd(name, out_dir, seed, pretrain_overrides)
     else:
         result = models()[name].build(out_dir, seed)
-    (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed}))
+    (out_dir / "ZOO.json").write_text(json.dumps({"name": name, "revision": zoo_revision(name), "seed": seed,
+                                                   "weights": weight_hashes(out_dir)}))
     return result
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".npz", ".msgpack")
+
+
+def weight_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every weight file under `folder`, by relative path: what identifies a model's
+    content (a revision names a config; these name the numbers). A hub snapshot's files link
+    to blobs named by their SHA-256, which the hub client verified on download: read, not recomputed."""
+    import re
+
+    from .artifacts import sha256_file
+
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
+            blob = f.resolve().name
+            out[f.relative_to(folder).as_posix()] = blob if f.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", blob) else sha256_file(f)
+    return out
+
+
+def verify(name: str, folder: Path) -> dict[str, str]:
+    """The built folder's weight hashes, checked against those it was built with: a swapped or
+    damaged file is a one-line error, never a model used under the wrong name."""
+    from .errors import BenchError
+
+    built = json.loads((folder / "ZOO.json").read_text()).get("weights")
+    now = weight_hashes(folder)
+    changed = sorted(k for k in set(built) | set(now) if built.get(k) != now.get(k))
+    if changed:
+        raise BenchError(f"zoo model {name} at {folder}: {changed[0]} does not match the weights it was built with "
+                         f"({len(changed)} file(s) differ); delete the folder and it is rebuilt")
+    return now
 
 
 def sd_parts(cfg: dict, tok_dir: Path, seed: int):
@@ -394,8 +427,12 @@ def ensure(name: str, root: Path) -> Path:
         raise BenchError(f"unknown zoo model {name!r}; the zoo has: {', '.join(models())}")
     final = root / f"{name}-{zoo_revision(name)}"
     if (final / "ZOO.json").is_file():
-        return final
-    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        if "weights" in json.loads((final / "ZOO.json").read_text()):
+            verify(name, final)
+            return final
+        shutil.rmtree(final)  # built before weight hashes were recorded: build again (deterministic) to record them
+    remove_stale_temp(root, ".tmp-")  # leftovers of killed builds
+    tmp = root / temp_name(f".tmp-{name}")
     try:
         build(name, tmp)
         root.mkdir(parents=True, exist_ok=True)
