@@ -91,9 +91,18 @@ class DreamBooth(Attack):
         x_inst = sd.to_tensor(images, ctx.device)
         x_cls = sd.to_tensor(class_imgs, ctx.device) if class_imgs else None
         g = ctx.generator(202)
-        losses = []
+        losses, start = [], 0
+        saved = ctx.load_progress()  # a killed run of this stage left its progress: continue it exactly
+        if saved:
+            unet.load_state_dict(saved["unet"])
+            if self.p.train_text_encoder:
+                te.load_state_dict(saved["text_encoder"])
+            opt.load_state_dict(saved["optimizer"])
+            g.set_state(saved["rng"])
+            losses, start = list(saved["losses"]), int(saved["step"])
         with ctx.progress("dreambooth", self.p.steps) as advance:
-            for step in range(self.p.steps):
+            advance(start)
+            for step in range(start, self.p.steps):
                 with autocast(ctx.device, self.p.mixed_precision):
                     loss = prior_preserving_loss(parts, x_inst, x_cls, instance_prompt, class_prompt, self.p.batch_size,
                                                  self.p.prior_weight, g)
@@ -103,6 +112,9 @@ class DreamBooth(Attack):
                 opt.step()
                 losses.append(round(float(loss.detach()), 5))
                 advance()
+                ctx.save_progress(step + 1, self.p.steps, lambda: {
+                    "unet": unet.state_dict(), "optimizer": opt.state_dict(), "rng": g.get_state(), "losses": losses,
+                    **({"text_encoder": te.state_dict()} if self.p.train_text_encoder else {})})
         out_dir.mkdir(parents=True, exist_ok=True)
         unet.save_pretrained(out_dir / "unet", safe_serialization=True)
         if self.p.train_text_encoder:

@@ -27,6 +27,9 @@ class Context:
     gallery: dict[str, list] | None = None
     subject: str | None = None
     control_images: list | None = None
+    # Where a long stage saves its progress (bench/stages.py sets it per stage; None: no resume).
+    progress_path: Path | None = None
+    checkpoint_every: int = field(default_factory=lambda: _checkpoint_every())
 
     @property
     def zoo_root(self) -> Path:
@@ -66,7 +69,49 @@ class Context:
                 yield item
                 advance()
 
+    # ------------------------------------------------------------ resumable loops
+    def load_progress(self) -> dict[str, Any] | None:
+        """The state a killed run of this very stage saved (same inputs, same thread count), or None.
+        With every tensor, optimiser and RNG state restored, the resumed loop computes bit for bit
+        what the uninterrupted one would have (CPU, same threads)."""
+        import torch
+
+        if self.progress_path is None or not self.progress_path.is_file():
+            return None
+        try:
+            state = torch.load(self.progress_path, weights_only=True)
+        except Exception:  # a checkpoint cut off mid-write cannot happen (atomic rename); anything else: start over
+            return None
+        if state.get("threads") != torch.get_num_threads():
+            self.log(f"  progress saved with {state.get('threads')} threads, running with {torch.get_num_threads()}: starting over")
+            return None
+        self.log(f"  resuming from step {state['step']} (saved progress)")
+        return state
+
+    def save_progress(self, step: int, total: int, state: Callable[[], dict[str, Any]]) -> None:
+        """Save `state()` after `step` of `total` every `checkpoint_every` steps (atomic; not after the
+        last). `state` is a callable so that the steps in between pay nothing."""
+        import os
+
+        import torch
+
+        if self.progress_path is None or self.checkpoint_every <= 0 or step % self.checkpoint_every or step >= total:
+            return
+        self.progress_path.parent.mkdir(parents=True, exist_ok=True)
+        for left in self.progress_path.parent.glob(f"{self.progress_path.stem}.*.part"):  # a save cut off by a kill
+            left.unlink(missing_ok=True)
+        tmp = self.progress_path.with_suffix(f".{os.getpid()}.part")
+        torch.save({**state(), "step": step, "threads": torch.get_num_threads()}, tmp)
+        os.replace(tmp, self.progress_path)
+
     def generator(self, offset: int = 0):
         import torch
 
         return torch.Generator(device="cpu").manual_seed(self.seed + offset)
+
+
+def _checkpoint_every() -> int:
+    """Steps between saved progress of long loops (BENCH_CHECKPOINT_EVERY; 0 turns it off)."""
+    import os
+
+    return int(os.environ.get("BENCH_CHECKPOINT_EVERY", 50))

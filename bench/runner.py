@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .artifacts import Artifact, ArtifactStore
+from .artifacts import Artifact, ArtifactStore, remove_stale_temp
 from .errors import BenchError
 from .executors import LocalExecutor
 from .planner import Branch, CellPlan, Plan, companion_configs, plan_cell
@@ -110,6 +110,7 @@ class Runner:
             if not cached:
                 self.log(f"  {st.kind} {st.label}: computed in {seconds:.1f} s")
 
+        remove_stale_temp(self.store.root / ".tmp")  # work folders of killed runs (never a live build's)
         failures = (executor or LocalExecutor()).run(plan, self.env, report, self.log) or {}
         records, failed_cells = [], []
         for cell in plan.cells:

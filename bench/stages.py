@@ -97,9 +97,16 @@ def base_identity(base_model: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- helpers
+def progress_path(store: ArtifactStore, key: str) -> Path:
+    """Saved progress of a long stage (by its key): beside the store's temp folders, removed once
+    the artifact exists."""
+    return store.root / ".progress" / f"{key}.pt"
+
+
 def _ctx(env: StageEnv, inputs: dict[str, Any], store: ArtifactStore, log) -> Context:
     return Context(profile=inputs["profile"], seed=inputs.get("seed", 0), resolution=inputs["resolution"], store=store,
-                   home=env.home, device=env.device, quiet=env.quiet, log=log)
+                   home=env.home, device=env.device, quiet=env.quiet, log=log,
+                   progress_path=progress_path(store, stable_hash(inputs)))
 
 
 def _plugin_and_ctx(env: StageEnv, kind: str, inputs: dict[str, Any], store: ArtifactStore, log):
@@ -163,7 +170,9 @@ def execute(env: StageEnv, spec: StageSpec, log=print) -> Artifact:
     torch.set_num_threads(env.threads)
     try:
         build = BUILDERS[spec.kind](env, spec.inputs, store, log)
-        return store.ensure(spec.kind, spec.key, build, spec.inputs)
+        art = store.ensure(spec.kind, spec.key, build, spec.inputs)
+        progress_path(store, spec.key).unlink(missing_ok=True)  # the artifact exists: progress is spent
+        return art
     except StageFailed:
         raise
     except KeyboardInterrupt:

@@ -49,10 +49,19 @@ class AdvDM(ImageDefense):
             losses = [sd.denoising_loss(parts, x_adv, cond, generator=g) for _ in range(self.p.mc_samples)]
             return torch.stack(losses).mean()
 
-        trace = []
+        trace, init, start = [], None, 0
+        saved = ctx.load_progress()  # a killed run's PGD state: continue it exactly
+        if saved:
+            init, trace, start = saved["x_adv"], list(saved["trace"]), int(saved["step"])
+            g.set_state(saved["rng"])
+
+        def save(done, x_adv):
+            ctx.save_progress(done, self.p.steps, lambda: {"x_adv": x_adv, "rng": g.get_state(), "trace": trace})
+
         with ctx.progress("advdm PGD", self.p.steps) as advance:
+            advance(start)
             adv = pgd(x, loss_fn, self.p.eps, self.p.alpha, self.p.steps, self.p.random_start, g,
-                      on_step=lambda s, l: (trace.append(round(l, 5)), advance()))
+                      on_step=lambda s, l: (trace.append(round(l, 5)), advance()), init=init, start=start, on_state=save)
         ctx.notes["defense"] = {"loss_trace": trace}
         adv01 = ((adv + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
         return [quantize_perturbed(c, a, self.p.eps) for c, a in zip(subject.train, adv01.astype(np.float64))]

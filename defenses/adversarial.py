@@ -76,13 +76,16 @@ def pgd(
     on_step: Callable[[int, float], None] | None = None,
     init: torch.Tensor | None = None,
     freeze: Sequence[torch.nn.Module] = (),
+    start: int = 0,
+    on_state: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Sign-gradient ascent on loss_fn(x_adv, step), projected onto the L-inf ball of
     radius eps around the clean x (and onto [-1, 1]). x is in [-1, 1].
 
     init: warm start (ASPL / MetaCloak continue from the previous perturbation; the
     ball stays centred on the clean x). freeze: modules whose weights need no
-    gradient during the attack."""
+    gradient during the attack. start / on_state(steps_done, x_adv): resume a killed run
+    from a saved x_adv (passed as init) and save progress (Context.save_progress)."""
     eps, alpha = px_to_model(eps_px), px_to_model(alpha_px)
     x = x.detach()
     if init is not None:
@@ -94,7 +97,7 @@ def pgd(
         x_adv = project(x + delta, x, eps)
     x_adv = x_adv.detach()
     with frozen(*freeze):
-        for step in range(steps):
+        for step in range(start, steps):
             x_adv.requires_grad_(True)
             loss = loss_fn(x_adv, step)
             (grad,) = torch.autograd.grad(loss, x_adv)
@@ -103,6 +106,8 @@ def pgd(
             x_adv = x_adv.detach()
             if on_step:
                 on_step(step, float(loss.detach()))
+            if on_state:
+                on_state(step + 1, x_adv)
     return x_adv
 
 

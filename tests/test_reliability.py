@@ -9,6 +9,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import reliability_corpus as corpus
@@ -98,3 +99,99 @@ def test_matrix_goes_on_past_a_failing_cell(tmp_path, glint, capsys, monkeypatch
     assert computed and all(kind != "clean" for kind, _ in computed)  # only what the failure had blocked
     assert not list((home / "results" / "failed").glob("*.json"))
     assert len(list((home / "results" / "records").glob("*.json"))) == 2
+
+
+def _pngs(home: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(home / "artifacts")): f.read_bytes() for f in sorted((home / "artifacts").rglob("*.png"))
+            if ".tmp" not in f.parts}
+
+
+def test_killed_cell_resumes_bit_identical(tmp_path, glint):
+    """A none/db cell SIGKILLed at 10 random points, resumed each time, ends with PNGs bit-identical
+    to an uninterrupted run's; no finished stage is computed twice; no temp folder is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "data"
+    corpus._identity(glint / "g111420", root / "g111420")
+    argv = [sys.executable, "-m", "bench.cli", "run", "--dataset", "anti-db", "--data-root", str(root), "-d", "none", "-a", "db",
+            "--set", "attack.steps=24", *corpus.SMALL, "-q"]
+    env = {**os.environ, "BENCH_THREADS": "1", "OMP_NUM_THREADS": "1", "BENCH_CHECKPOINT_EVERY": "3", "COLUMNS": "300"}
+
+    def start(home: Path) -> subprocess.Popen:
+        return subprocess.Popen([*argv, "--home", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    t0 = time.time()
+    ref = start(tmp_path / "ref")
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out
+    full = time.time() - t0
+
+    home, computed, resumed, rng = tmp_path / "killed", [], 0, np.random.default_rng(7)
+    for at in sorted(rng.uniform(0.25 * full, 0.75 * full, 10)):  # after the imports, spread over the stages
+        proc = start(home)
+        time.sleep(at)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        computed += re.findall(r"^\s+(\w+ .+?): computed in", out, re.M)
+        resumed += "resuming from step" in out
+    last = start(home)
+    out, _ = last.communicate(timeout=600)
+    assert last.returncode == 0, out
+    computed += re.findall(r"^\s+(\w+ .+?): computed in", out, re.M)
+    resumed += "resuming from step" in out
+    assert resumed, "no run resumed a stage from its saved progress"  # the kills did land mid-stage
+    assert len(computed) == len(set(computed)), f"a finished stage was computed again: {computed}"
+    assert _pngs(home) == _pngs(tmp_path / "ref")  # every stage's images, bit for bit
+    assert not list((home / "artifacts" / ".tmp").iterdir())
+    assert not list((home / "artifacts" / ".progress").glob("*.pt"))  # spent progress is removed
+
+
+def test_interrupted_advdm_resumes_bit_identical(tmp_path, glint, shared_zoo):
+    """Defense optimisation saves its PGD state (x_adv, RNG, loss trace) every few steps; a run
+    cut off mid-way continues from it and ends with exactly the uninterrupted images."""
+    from dataclasses import replace
+
+    from bench import data
+    from bench.artifacts import ArtifactStore
+    from bench.context import Context
+    from bench.models import resolve
+    from defenses.advdm import AdvDM
+
+    subject = data.make_subject(data.load_raw(data.load_card("anti-db"), str(glint), "g111420"), 64)
+    base = resolve({"id": "zoo:tiny-sd-face"}, shared_zoo)
+    defense = AdvDM({"steps": 7, "random_start": True}, "tiny")
+    plain = Context(profile="tiny", seed=0, resolution=64, store=ArtifactStore(tmp_path / "a"), home=tmp_path, quiet=True,
+                    log=lambda m: None, checkpoint_every=0)
+    reference = defense.protect(subject, base, plain)
+
+    class Killed(Exception):
+        pass
+
+    logs = []
+    resumable = replace(plain, progress_path=tmp_path / "progress.pt", checkpoint_every=2, log=logs.append)
+    steps_seen = []
+
+    def progress(description, total):  # dies after the 5th PGD step, as a SIGKILL would
+        import contextlib
+
+        @contextlib.contextmanager
+        def bar():
+            def advance(n=1):
+                steps_seen.append(n)
+                if len(steps_seen) == 6:
+                    raise Killed
+            yield advance
+        return bar()
+
+    object.__setattr__(resumable, "progress", progress)
+    with pytest.raises(Killed):
+        defense.protect(subject, base, resumable)
+    assert (tmp_path / "progress.pt").is_file()
+    again = replace(resumable, log=logs.append)
+    resumed = defense.protect(subject, base, again)
+    assert any("resuming from step 4" in m for m in logs)
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, reference))
