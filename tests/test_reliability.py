@@ -68,6 +68,8 @@ def test_reliability_corpus(tmp_path, glint, capsys, monkeypatch):
     assert not failed, "\n\n".join(failed)
     assert _snapshot(home) == before, "a failing case changed the store or the results"
     assert not list((home / "artifacts" / ".tmp").iterdir()), "a failing case left a temporary folder"
+    code, text = _run(["show", "--weights", "--home", str(home)], home, capsys)  # what the result was computed with
+    assert code == 0 and re.search(r"personalize: unet/diffusion_pytorch_model\.safetensors sha256 [0-9a-f]{64}", text), text
 
 
 def test_matrix_goes_on_past_a_failing_cell(tmp_path, glint, capsys, monkeypatch):
@@ -195,3 +197,25 @@ def test_interrupted_advdm_resumes_bit_identical(tmp_path, glint, shared_zoo):
     resumed = defense.protect(subject, base, again)
     assert any("resuming from step 4" in m for m in logs)
     assert all(np.array_equal(a, b) for a, b in zip(resumed, reference))
+
+
+def test_zoo_folder_with_a_swapped_weight_file_is_rejected(tmp_path, shared_zoo, capsys):
+    """A model is identified by the hashes of its weight files, not by its folder name: swap one
+    file for another valid one and the zoo refuses it with one line (CLI: exit 2)."""
+    import json
+    import shutil
+
+    from bench import zoo
+    from bench.errors import BenchError
+
+    built = zoo.ensure("tiny-sd-face", shared_zoo)
+    root = tmp_path / "zoo"
+    folder = root / built.name
+    shutil.copytree(built, folder)
+    assert zoo.ensure("tiny-sd-face", root) == folder  # intact: accepted
+    recorded = json.loads((folder / "ZOO.json").read_text())["weights"]
+    assert recorded == zoo.weight_hashes(folder) and any(k.startswith("unet/") for k in recorded)
+    unet = next(folder.glob("unet/*.safetensors"))
+    shutil.copy(next(folder.glob("vae/*.safetensors")), unet)  # a valid file, the wrong model
+    with pytest.raises(BenchError, match=r"unet/.*does not match the weights it was built with"):
+        zoo.ensure("tiny-sd-face", root)
