@@ -131,7 +131,8 @@ def _execute(runner, cfgs, executor: str, address: str | None, dry_run: bool, sh
     except CellsFailed as exc:  # the finished cells are recorded and shown; the failed ones listed, exit 2
         if exc.records:
             _print_cells(exc.records)
-        _print_failures(exc.failures, runner)
+        if exc.records or len(exc.failures) > 1:  # one failed cell alone: its one line says it all
+            _print_failures(exc.failures, runner)
         raise
     if len(records) == 1:
         _print_record(records[0])

@@ -88,14 +88,16 @@ class Context:
         self.log(f"  resuming from step {state['step']} (saved progress)")
         return state
 
-    def save_progress(self, step: int, total: int, state: Callable[[], dict[str, Any]]) -> None:
-        """Save `state()` after `step` of `total` every `checkpoint_every` steps (atomic; not after the
-        last). `state` is a callable so that the steps in between pay nothing."""
+    def save_progress(self, step: int, total: int, state: Callable[[], dict[str, Any]], every: int | None = None) -> None:
+        """Save `state()` after `step` of `total` every `checkpoint_every` steps, or every `every` for
+        loops whose steps are long (atomic; not after the last). `state` is a callable so that the
+        steps in between pay nothing. BENCH_CHECKPOINT_EVERY=0 turns saving off everywhere."""
         import os
 
         import torch
 
-        if self.progress_path is None or self.checkpoint_every <= 0 or step % self.checkpoint_every or step >= total:
+        interval = every if every is not None and self.checkpoint_every > 0 else self.checkpoint_every
+        if self.progress_path is None or interval <= 0 or step % interval or step >= total:
             return
         self.progress_path.parent.mkdir(parents=True, exist_ok=True)
         for left in self.progress_path.parent.glob(f"{self.progress_path.stem}.*.part"):  # a save cut off by a kill

@@ -25,6 +25,12 @@ def _ready(plan: Plan, done: set, running: set, failed: Failures) -> list[StageS
             and all(d in done for d in st.deps)]
 
 
+def _fail(plan: Plan, failed: Failures, st: StageSpec, exc: BenchError, log) -> None:
+    failed[st.id] = str(exc)
+    log(f"  FAILED {st.kind} {st.label}: {exc}")
+    _block_downstream(plan, failed)
+
+
 def _block_downstream(plan: Plan, failed: Failures) -> None:
     """Stages that need a failed stage cannot run: record why, so the others go on."""
     changed = True
@@ -78,9 +84,7 @@ class LocalExecutor:
                 try:
                     art = execute(env, st, log)
                 except BenchError as exc:
-                    failed[st.id] = str(exc)
-                    log(f"  FAILED {st.kind} {st.label}: {exc}")
-                    _block_downstream(plan, failed)
+                    _fail(plan, failed, st, exc, log)
                     continue
                 done.add(st.id)
                 report(st, art.cached, float(art.meta.get("seconds", 0.0)))
@@ -106,9 +110,7 @@ class LocalExecutor:
                     try:
                         sid, cached, seconds = fut.result()  # a BenchError in a worker is re-raised here
                     except BenchError as exc:
-                        failed[st.id] = str(exc)
-                        log(f"  FAILED {st.kind} {st.label}: {exc}")
-                        _block_downstream(plan, failed)
+                        _fail(plan, failed, st, exc, log)
                         continue
                     done.add(sid)
                     report(st, cached, seconds)

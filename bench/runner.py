@@ -116,8 +116,8 @@ class Runner:
         for cell in plan.cells:
             compare = {}
             for role, comp in cell.companions.items():
-                if self._failed(comp, failures):
-                    failed_cells.append(self._failed(comp, failures) | {"companion_of": cell.cell_key, "role": role})
+                if comp_failure := self._failed(comp, failures):
+                    failed_cells.append(comp_failure | {"companion_of": cell.cell_key, "role": role})
                     continue
                 crec = self.results.get(comp.cell_key) or self._record(comp)
                 self.results.add(crec)

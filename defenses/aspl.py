@@ -93,8 +93,17 @@ class ASPL(ImageDefense):
         adv = x_b.clone()
         trace: list[float] = []
         sur_trace: list[float] = []
+        first = 0
+        saved = ctx.load_progress()  # a killed run's state after an outer step: continue it exactly
+        if saved:
+            for sur, snap in zip(members, saved["members"]):
+                sur.restore(snap)
+            adv, targets, first = saved["adv"].to(adv), dict(saved["targets"]), int(saved["step"])
+            trace, sur_trace = list(saved["trace"]), list(saved["clone_trace"])
+            g.set_state(saved["rng"])
         with ctx.progress("aspl" if len(members) == 1 else f"e-aspl x{len(members)}", p.outer_steps * len(members)) as advance:
-            for _ in range(p.outer_steps):
+            advance(first * len(members))
+            for outer in range(first, p.outer_steps):
                 start, results = adv, []
                 for j, sur in enumerate(members):
                     if on_gpu:
@@ -115,6 +124,9 @@ class ASPL(ImageDefense):
                     advance()
                 if p.ensemble_mode == "average" and len(results) > 1:
                     adv = torch.stack(results).mean(0)  # a mean of points in the eps ball stays in it
+                ctx.save_progress(outer + 1, p.outer_steps, lambda: {  # each outer step is long: save every one
+                    "members": [sur.snapshot() for sur in members], "adv": adv, "targets": targets, "rng": g.get_state(),
+                    "trace": trace, "clone_trace": sur_trace}, every=1)
         ctx.notes["defense"] = {
             "loss_trace": trace, "clone_loss_trace": sur_trace, "optimizer": members[0].optimizer_name,
             "surrogates": [base.source] + [str(e) for e in p.ensemble], "ensemble_mode": p.ensemble_mode if p.ensemble else None,

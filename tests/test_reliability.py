@@ -152,20 +152,28 @@ def test_killed_cell_resumes_bit_identical(tmp_path, glint):
     assert not list((home / "artifacts" / ".progress").glob("*.pt"))  # spent progress is removed
 
 
-def test_interrupted_advdm_resumes_bit_identical(tmp_path, glint, shared_zoo):
-    """Defense optimisation saves its PGD state (x_adv, RNG, loss trace) every few steps; a run
-    cut off mid-way continues from it and ends with exactly the uninterrupted images."""
+@pytest.mark.parametrize("name, params, kill_at, resumed_from", [
+    # the first tick is advance(0) before the loop: AdvDM dies after PGD step 5 (saved every 2 steps),
+    # ASPL after its 3rd outer step, before saving it (saved after each)
+    ("advdm", {"steps": 7, "random_start": True}, 6, 4),
+    ("aspl", {"outer_steps": 4, "pgd_steps": 2, "surrogate_steps": 1}, 4, 2),
+])
+def test_interrupted_defense_resumes_bit_identical(name, params, kill_at, resumed_from, tmp_path, glint, shared_zoo):
+    """Defense optimisation saves its state (AdvDM: x_adv, RNG, loss trace; ASPL: surrogate
+    weights, perturbation, RNG, traces after each outer step); a run cut off mid-way continues
+    from it and ends with exactly the uninterrupted images."""
+    import contextlib
     from dataclasses import replace
 
     from bench import data
     from bench.artifacts import ArtifactStore
     from bench.context import Context
     from bench.models import resolve
-    from defenses.advdm import AdvDM
+    from bench.registry import Registry
 
     subject = data.make_subject(data.load_raw(data.load_card("anti-db"), str(glint), "g111420"), 64)
     base = resolve({"id": "zoo:tiny-sd-face"}, shared_zoo)
-    defense = AdvDM({"steps": 7, "random_start": True}, "tiny")
+    defense = Registry().create("defense", name, params, "tiny")
     plain = Context(profile="tiny", seed=0, resolution=64, store=ArtifactStore(tmp_path / "a"), home=tmp_path, quiet=True,
                     log=lambda m: None, checkpoint_every=0)
     reference = defense.protect(subject, base, plain)
@@ -173,29 +181,23 @@ def test_interrupted_advdm_resumes_bit_identical(tmp_path, glint, shared_zoo):
     class Killed(Exception):
         pass
 
-    logs = []
+    logs, calls = [], []
     resumable = replace(plain, progress_path=tmp_path / "progress.pt", checkpoint_every=2, log=logs.append)
-    steps_seen = []
 
-    def progress(description, total):  # dies after the 5th PGD step, as a SIGKILL would
-        import contextlib
+    @contextlib.contextmanager
+    def dying_bar(description, total):  # raises at the kill_at-th progress tick, as a SIGKILL would stop it
+        def advance(n=1):
+            calls.append(n)
+            if len(calls) == kill_at:
+                raise Killed
+        yield advance
 
-        @contextlib.contextmanager
-        def bar():
-            def advance(n=1):
-                steps_seen.append(n)
-                if len(steps_seen) == 6:
-                    raise Killed
-            yield advance
-        return bar()
-
-    object.__setattr__(resumable, "progress", progress)
+    resumable.progress = dying_bar
     with pytest.raises(Killed):
         defense.protect(subject, base, resumable)
     assert (tmp_path / "progress.pt").is_file()
-    again = replace(resumable, log=logs.append)
-    resumed = defense.protect(subject, base, again)
-    assert any("resuming from step 4" in m for m in logs)
+    resumed = defense.protect(subject, base, replace(resumable, log=logs.append))
+    assert any(f"resuming from step {resumed_from}" in m for m in logs), logs
     assert all(np.array_equal(a, b) for a, b in zip(resumed, reference))
 
 
