@@ -387,8 +387,9 @@ def _build_sd(name: str, out_dir: Path, seed: int = 0, pretrain_overrides: dict 
 
 
 # Weights this very build produced once (seed 0, the config whose revision the card names), shipped
-# so the test suite need not spend ~6 minutes pre-training tiny-sd-faces; a changed config is a new
-# revision and is pre-trained again. The hash is verified before loading.
+# so that setup and the test suite need not spend ~6 minutes pre-training tiny-sd-faces and ~3
+# tiny-sd; a changed config is a new revision and is pre-trained again (the pre-training itself
+# stays tested: tests/test_zoo.py). The hash is verified before loading.
 SHIPPED = Path(__file__).resolve().parent / "zoo_weights"
 
 
