@@ -448,7 +448,7 @@ def new(
 
 @app.command()
 def train(
-    what: str = typer.Argument(..., help="what to train: rid"),
+    what: str = typer.Argument(..., help="the defense whose model to train (one with a train hook: rid)"),
     base: str = typer.Option("zoo:tiny-sd", "--base", help="base model (hub id, folder or zoo:NAME)"),
     sets: list[str] = typer.Option([], "--set", help="defense parameter, e.g. train_steps=200 (repeatable)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also copy the weights here (.safetensors)"),
@@ -456,14 +456,18 @@ def train(
     device: Optional[str] = typer.Option(None, "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Train a learned defense's generator into the artifact cache (RID: defenses/rid_train.py)."""
-    if what != "rid":
-        raise BenchError(f"bench train: unknown target {what!r}; choose one of ['rid']")
-    from defenses.rid_train import cli_train
-
+    """Train a learned defense's model into the artifact cache, through the plugin's own `train`
+    hook (RID: defenses/rid_train.py)."""
+    from .registry import Registry
     from .runner import check_device, default_device, default_home
 
-    cli_train(base, home or default_home(), sets, out, check_device(device or default_device()), quiet, log=lambda m: err.print(m, highlight=False))
+    reg = Registry()
+    cls = reg.get("defense", what)
+    if cls.train is None:
+        trainable = [n for n in reg.names("defense") if reg.get("defense", n).train is not None]
+        raise BenchError(f"bench train: defense {cls.name!r} has nothing to train; trainable: {trainable}")
+    cls.train(base, home or default_home(), sets, out, check_device(device or default_device()), quiet,
+              log=lambda m: err.print(m, highlight=False))
 
 
 check_app = typer.Typer(help="Conformance checks.", no_args_is_help=True)

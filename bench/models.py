@@ -11,22 +11,8 @@ from typing import Any
 from . import zoo
 from .errors import BenchError
 from .plugin import ModelRef
+from .hf_logging import quiet_hf  # noqa: F401 (re-exported)
 from .profiles import KNOWN_MIRRORS
-
-
-def quiet_hf() -> None:
-    """The harness draws its own progress bars; silence the libraries' per-file ones."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        import diffusers.utils.logging as dlog
-        import transformers.utils.logging as tlog
-
-        dlog.disable_progress_bar()
-        tlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        dlog.set_verbosity_error()
-    except Exception:
-        pass
 
 
 def offline() -> bool:

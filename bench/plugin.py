@@ -31,6 +31,10 @@ class Plugin:
     version: ClassVar[str] = "1"  # bump whenever the plugin's output changes
     params: ClassVar[list[Param]] = []
     needs: ClassVar[Needs] = Needs()
+    # Something to train ahead of runs (RID's generator): a classmethod
+    # train(base_id, home, sets, out, device, quiet, log) -> Path that `bench train NAME` calls
+    # through the registry, so the core names no method.
+    train: ClassVar[Any] = None
 
     def __init__(self, params: dict[str, Any] | None = None, profile: str = "tiny"):
         self.profile = profile

@@ -22,6 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero): embeddings before cosine similarity."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n == 0, 1, n)
+
 REQUIRED = ("identity", "defense", "metric", "value")
 
 

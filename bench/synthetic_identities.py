@@ -22,6 +22,7 @@ import numpy as np
 
 from . import gan_faces
 from .errors import BenchError
+from .stats import unit
 
 STRIDE = 1000  # seeds per identity: base 1000*k, variations 1000*k+1 ...
 N_IMAGES = 12  # Anti-DreamBooth: set_A, set_B, set_C of 4 images each
@@ -62,12 +63,12 @@ def _faces(k: int, n: int, candidates: int, sigma: float) -> tuple[tuple[np.ndar
     Cached: rendering is cheap, the face check costs ~0.2 s an image on one CPU core."""
     import torch
 
-    from metrics.face_backends import get_backend
+    from .registry import Registry
 
     base_seed, var = seeds(k, candidates)
     base = gan_faces.latent(base_seed)
     imgs = gan_faces.render(torch.cat([gan_faces.variation(base, s, sigma) for s in var]))
-    enc = get_backend("dlib")
+    enc = Registry().create("metric", "ism", {"backend": "dlib"}, "tiny").backend  # the core names no metric module
     ok, why = enc.available()
     if not ok:
         raise BenchError(f"synthetic identities need the dlib face encoder to check their faces: {why}")
@@ -91,10 +92,6 @@ def identity_images(k: int, n: int = N_IMAGES, candidates: int = CANDIDATES, sig
     return [img.copy() for img in imgs]
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(pos > neg) + P(pos == neg) / 2 (Mann-Whitney), numpy only: sklearn is not a dependency."""
     neg = np.sort(neg)
@@ -108,8 +105,8 @@ def nearest_mean_hits(embs: list[np.ndarray]) -> list[np.ndarray]:
     sums = np.array([e.sum(0) for e in embs])
     hits = []
     for i, e in enumerate(embs):
-        own = _unit(sums[i] - e)  # (m, 128): own mean without the image itself
-        others = _unit(sums)  # (n_id, 128)
+        own = unit(sums[i] - e)  # (m, 128): own mean without the image itself
+        others = unit(sums)  # (n_id, 128)
         cos = e @ others.T
         cos[:, i] = np.einsum("ij,ij->i", e, own)
         hits.append(cos.argmax(1) == i)
@@ -124,7 +121,7 @@ def statistics(embs: list[np.ndarray]) -> dict[str, float]:
     cos = x @ x.T
     upper = np.triu(np.ones_like(cos, dtype=bool), 1)
     same, diff = cos[upper & (y[:, None] == y[None])], cos[upper & (y[:, None] != y[None])]
-    means = _unit(np.array([e.sum(0) for e in embs]))
+    means = unit(np.array([e.sum(0) for e in embs]))
     mm = (means @ means.T)[~np.eye(len(embs), dtype=bool)]
     return {
         "same_cos": float(same.mean()),
@@ -168,7 +165,7 @@ def select(
             rejected[k] = f"{len(e)} faces"
             continue
         if kept:
-            closest = float((_unit(np.array([m.sum(0) for m in embs])) @ _unit(e.sum(0))).max())
+            closest = float((unit(np.array([m.sum(0) for m in embs])) @ unit(e.sum(0))).max())
             if closest >= threshold:
                 rejected[k] = f"mean cosine {closest:.3f} >= {threshold}"
                 continue

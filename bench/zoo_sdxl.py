@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .zoo import TINY_SD, write_tokenizer
+from .tiny_sd import TINY_SD, write_tokenizer
 
 # SDXL-like: two CLIP text encoders whose hidden states are concatenated (32 + 32 = the
 # UNet's cross-attention width 64), the second with a projection giving the pooled

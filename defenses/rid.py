@@ -113,6 +113,13 @@ class RID(ImageDefense):
     def budget(self) -> float:
         return self.p.eps
 
+    @classmethod
+    def train(cls, base_id: str, home: Path, sets: list[str], out: Path | None, device: str, quiet: bool, log=print) -> Path:
+        """`bench train rid`: the generator, trained (or reused) as a run without a checkpoint would."""
+        from .rid_train import cli_train
+
+        return cli_train(cls, base_id, home, sets, out, device, quiet, log)
+
     def check(self) -> None:
         parse_config(self.p.config)  # a bad config string is a one-line error here
         spec = self.p.checkpoint.strip()

@@ -299,19 +299,18 @@ def cached_generator(base, ctx, cfg: RIDTrainConfig) -> tuple[Path, dict[str, An
 
 
 # ------------------------------------------------------------------- CLI
-def cli_train(base_id: str, home: Path, sets: list[str], out: Path | None, device: str, quiet: bool,
+def cli_train(plugin_cls, base_id: str, home: Path, sets: list[str], out: Path | None, device: str, quiet: bool,
               log: Callable[[str], None] = print) -> Path:
-    """`bench train rid`: train (or reuse) the generator exactly as `bench run --defense rid`
-    does without a checkpoint (same artifact store, same key), optionally export it."""
+    """`bench train rid` (RID.train): train (or reuse) the generator exactly as `bench run --defense
+    rid` does without a checkpoint (same artifact store, same key), optionally export it. The
+    plugin class is passed in, so this module does not import rid.py (which imports it)."""
     import shutil
 
     from bench.artifacts import ArtifactStore
     from bench.context import Context
     from bench.models import resolve
 
-    from .rid import RID
-
-    plugin = RID(parse_assignments(sets, "defense", "train_steps=200"), "tiny")
+    plugin = plugin_cls(parse_assignments(sets, "defense", "train_steps=200"), "tiny")
     if plugin.p.checkpoint:
         raise BenchError("bench train rid: checkpoint= is for inference; drop it to train")
     ctx = Context(profile="tiny", seed=0, resolution=plugin.train_config().input_size, store=ArtifactStore(home / "artifacts"),

@@ -25,25 +25,21 @@ from typing import Any
 import numpy as np
 
 from bench.plugin import Metric, MetricResult
+from bench.stats import unit
 
 from .identity import _NEEDS, BACKEND_PARAM, WEIGHTS_DIR_PARAM
 from . import face_backends
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n == 0, 1, n)
-
-
 def card_gap(embeddings: dict[str, np.ndarray]) -> dict[str, float]:
     """Same-vs-different gap of the card's photos: each photo against its own identity's
     leave-one-out mean and against every other identity's mean."""
-    means = {k: _unit(e.mean(0)) for k, e in embeddings.items()}
+    means = {k: unit(e.mean(0)) for k, e in embeddings.items()}
     same, diff = [], []
     for k, e in embeddings.items():
         for i in range(len(e)):
             if len(e) > 1:
-                same.append(float(e[i] @ _unit(np.delete(e, i, 0).mean(0))))
+                same.append(float(e[i] @ unit(np.delete(e, i, 0).mean(0))))
             diff += [float(e[i] @ m) for j, m in means.items() if j != k]
     s, d = float(np.mean(same)) if same else float("nan"), float(np.mean(diff)) if diff else float("nan")
     return {"card_same": s, "card_different": d, "card_gap": s - d}
@@ -83,7 +79,7 @@ class Identification(Metric):
                 return MetricResult.unavailable(f"no face detected in the references of {ident!r}")
             emb[ident] = np.stack(found)
         names = list(emb)
-        means = np.stack([_unit(emb[k].mean(0)) for k in names])
+        means = np.stack([unit(emb[k].mean(0)) for k in names])
         s_idx = names.index(subject)
         control = [e for e in self._embed(ctx.control_images or []) if e is not None]
         centre = np.stack(control) @ means.T if control else None

@@ -28,7 +28,7 @@ def card() -> dict:
 
 def config() -> dict:
     """What the zoo revision hashes: the architecture and the shipped weights' hash."""
-    from bench.zoo import TINY_SD
+    from bench.tiny_sd import TINY_SD
 
     arch = {k: v for k, v in TINY_SD.items() if k != "pretrain"}
     return {**arch, "weights_sha256": card()["sha256"], "trained_on": card()["trained_on"]}
@@ -36,7 +36,7 @@ def config() -> dict:
 
 def build_parts(seed: int = 0):
     """The untrained components (for train.py) - same configs and seeding as tiny-sd."""
-    from bench.zoo import TINY_SD, sd_parts
+    from bench.tiny_sd import TINY_SD, sd_parts
 
     with tempfile.TemporaryDirectory() as tmp:
         return sd_parts(TINY_SD, Path(tmp) / "tokenizer", seed)
@@ -46,7 +46,7 @@ def build(out_dir: Path, seed: int = 0):
     """Verify the shipped weights, load them strictly, write the diffusers folder."""
     import torch
 
-    from bench.zoo import TINY_SD, load_shipped, save_sd, sd_parts
+    from bench.tiny_sd import TINY_SD, load_shipped, save_sd, sd_parts
 
     unet, vae, text_encoder, tokenizer, scheduler = sd_parts(TINY_SD, out_dir / "tokenizer", seed)
     load_shipped("tiny-sd-face", WEIGHTS, card()["sha256"], (unet, vae, text_encoder), card()["scaling_factor"])
