@@ -136,3 +136,15 @@ def test_missing_checkpoints_are_one_line_errors(monkeypatch, tmp_path):
         RID({}, "paper").network(None, None)
     with pytest.raises(BenchError, match="config"):
         RID({"checkpoint": "", "config": "depth"}, "tiny")
+
+
+def test_bench_train_reaches_rid_through_its_train_hook(cli, tmp_path):
+    """`bench train rid` runs the plugin's own train hook (the core names no method); a defense
+    without one is a one-line error naming the ones that have it."""
+    out = tmp_path / "rid.safetensors"
+    res = cli("train", "rid", "--base", "zoo:tiny-sd-face", "--set", "train_steps=2", "--set", "ensemble=1",
+              "--set", "reg_method=advdm", "--out", str(out), "--home", str(tmp_path / "h"), "-q")
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0 and "rid generator:" in res.stderr
+    res = cli("train", "advdm", "--home", str(tmp_path / "h"))
+    assert res.returncode == 2 and "defense 'advdm' has nothing to train; trainable: ['rid']" in res.stderr
