@@ -538,15 +538,24 @@ def leaderboard(
 
 @app.command()
 def export(
-    fmt: str = typer.Option("md", "--format", help="csv | md | latex"),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="file to write (default: print)"),
+    fmt: str = typer.Option("md", "--format", help="csv | md | latex | json (one file per defense and protocol group)"),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="file to write (default: print); a folder for json"),
     home: Optional[Path] = typer.Option(None, "--home", help="results home (default $BENCH_HOME or ./.bench)"),
+    from_entries: Optional[Path] = typer.Option(None, "--from-entries", help="build the static Markdown leaderboard "
+                                                "from a folder of json entry files alone"),
 ):
-    """The leaderboard tables, one per protocol group, as CSV, Markdown or LaTeX."""
+    """The leaderboard tables, one per protocol group, as CSV, Markdown or LaTeX; per-entry JSON;
+    or a static leaderboard from those JSON files."""
     from leaderboard.export import export as export_tables
+    from leaderboard.export import from_entries as page_from_entries
 
     try:
-        text = export_tables(home, fmt, out_path)
+        if from_entries is not None:
+            text = page_from_entries(from_entries)
+            if out_path:
+                out_path.write_text(text)
+        else:
+            text = export_tables(home, fmt, out_path)
     except ValueError as exc:
         raise BenchError(str(exc)) from None
     if out_path:

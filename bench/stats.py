@@ -28,6 +28,7 @@ def unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(n == 0, 1, n)
 
+
 REQUIRED = ("identity", "defense", "metric", "value")
 
 

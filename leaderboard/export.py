@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import data as D
 
-FORMATS = ("csv", "md", "latex")
+FORMATS = ("csv", "md", "latex", "json")
 
 
 def group_tables(home: Path, digits: int | None = 4) -> list[tuple[str, str, pd.DataFrame]]:
@@ -55,7 +55,7 @@ def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
 
 
 def render(home: Path, fmt: str) -> str:
-    if fmt not in FORMATS:
+    if fmt not in FORMATS or fmt == "json":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     tables = group_tables(home, digits=None if fmt == "csv" else 4)
     if not tables:
@@ -81,8 +81,45 @@ def render(home: Path, fmt: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def write_entries(home: Path, folder: Path) -> list[Path]:
+    """`--format json`: one file per defense and protocol group (leaderboard/ranking.entries)."""
+    import json
+    import re
+
+    from .ranking import entries
+
+    records, _ = D.load_records(home)
+    cells = D.cells_frame(records)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for group in ([] if cells.empty else D.groups_frame(cells)["protocol_group"]):
+        for e in entries(records, group):
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", e["defense"]).strip("_")[:80]
+            path = folder / f"{group}-{slug}.json"
+            path.write_text(json.dumps(e, indent=1, sort_keys=True, default=str))
+            paths.append(path)
+    return paths
+
+
+def from_entries(folder: Path) -> str:
+    """The static Markdown leaderboard from entry files alone (no records, no database)."""
+    import json
+
+    from .ranking import static_page
+
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise ValueError(f"{folder}: no entry files (write them with `bench export --format json --out {folder}`)")
+    return static_page([json.loads(f.read_text()) for f in files])
+
+
 def export(home: Path | None, fmt: str, out: Path | None = None) -> str:
     """Render and, when `out` is given, write the file; returns the text."""
+    if fmt == "json":
+        if out is None:
+            raise ValueError("--format json writes one file per entry: give --out FOLDER")
+        paths = write_entries(home or D.default_home(), Path(out))
+        return f"wrote {len(paths)} entry file(s) to {out}\n"
     text = render(home or D.default_home(), fmt)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -432,6 +432,6 @@ def test_cli_export_and_leaderboard_errors(seeded, cli, tmp_path):
     res = cli("export", "--format", "latex", "--out", str(out), "--home", str(home))
     assert res.returncode == 0 and out.read_text().count("\\begin{table}") == 2
     bad = cli("export", "--format", "pdf", "--home", str(home))
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: unknown format 'pdf'; choose one of csv, md, latex"]
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: unknown format 'pdf'; choose one of csv, md, latex, json"]
     port = cli("leaderboard", "--port", "0", "--home", str(home))
     assert port.returncode == 2 and "out of range" in port.stderr

@@ -1,0 +1,199 @@
+"""One row per defense, ranked by its worst case over the group's purifier x attack suite
+(RobustBench's rule: a defense is as strong as the strongest attack against it), with
+uncertainty over identities, and one JSON entry per defense and protocol group.
+
+Protection is read from each record's own comparison (runner.comparison: the same cell with
+no defense and with equal-budget noise), so every number here is paired by identity, seed,
+purifier and attack. Statistics come from bench.stats (pure numerics, no plugin)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import paired_comparison
+
+from . import data as D
+
+BASELINE_FAILED_FDFR = 0.5  # a no-defense baseline missing this many faces measures nothing (issue #17 item 2)
+UNDEFINED_RULE = ("protection is computed over identities where the defended and the companion value both exist; "
+                  "a combination where some identity has no value (e.g. ISM with no face found) is not ranked on this "
+                  "metric (a strong defense is never averaged over its weak identities only): rank by a metric that "
+                  "is defined everywhere (FDFR, identification)")
+
+
+def _combo(purifier: str, attack: str) -> str:
+    return f"{purifier} · {attack}"
+
+
+def protection_frame(records: list[dict[str, Any]], cells: pd.DataFrame, group: str, metric_id: str) -> pd.DataFrame:
+    """Long frame: one row per defended cell of `group` with its value, its no-defense baseline's
+    and its equal-budget noise's, by identity."""
+    labels = cells.set_index("cell_key")
+    rows = []
+    for r in records:
+        if r.get("protocol_group") != group or "compare" not in r or r["cell_key"] not in labels.index:
+            continue
+        m = (r.get("metrics") or {}).get(metric_id) or {}
+        comp = r["compare"]
+        lab = labels.loc[r["cell_key"]]
+        value = m.get("value") if m.get("status") == "ok" else None
+        base_fdfr = next((v for k, v in (comp.get("baseline") or {}).get("metrics", {}).items() if k.startswith("fdfr")), None)
+        rows.append({
+            "defense_label": lab["defense_label"], "purifier_label": lab["purifier_label"], "attack_label": lab["attack_label"],
+            "identity": r.get("identity"), "seed": (r.get("protocol") or {}).get("seed"), "value": value,
+            "baseline": (comp.get("baseline") or {}).get("metrics", {}).get(metric_id),
+            "noise": (comp.get("noise") or {}).get("metrics", {}).get(metric_id) if "noise" in comp else None,
+            "has_noise": "noise" in comp, "higher_is_better": m.get("higher_is_better"), "baseline_fdfr": base_fdfr,
+            "budget": lab["budget"], "measured_linf": lab["measured_linf"], "psnr": lab["psnr"], "ssim": lab["ssim"],
+            "seconds_per_image": lab["defense_seconds_per_image"],
+        })
+    return pd.DataFrame(rows)
+
+
+def combo_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per defense and purifier x attack: mean [95% CI] of the protection vs no defense and vs
+    noise, paired Wilcoxon p, n identities and how many had no value."""
+    out = []
+    for (d, pur, att), g in frame.groupby(["defense_label", "purifier_label", "attack_label"], sort=True):
+        comps = {"baseline": list(g["baseline"])}
+        if g["has_noise"].all():
+            comps["noise"] = list(g["noise"])
+        s = paired_comparison(list(g["value"]), comps, g["higher_is_better"].iloc[0])
+        b, n = s.get("baseline", {}), s.get("noise") or {}
+        out.append({
+            "defense_label": d, "combo": _combo(pur, att), "n": len(g), "undefined": b.get("n_dropped", len(g)),
+            "protection": b.get("protection", math.nan), "ci_low": (b.get("protection_ci") or (math.nan,) * 2)[0],
+            "ci_high": (b.get("protection_ci") or (math.nan,) * 2)[1], "p": b.get("p_value", math.nan),
+            "vs_noise": n.get("protection", math.nan), "p_noise": n.get("p_value", math.nan),
+            "baseline_failed": bool((pd.to_numeric(g["baseline_fdfr"], errors="coerce") > BASELINE_FAILED_FDFR).any()),
+        })
+    return pd.DataFrame(out)
+
+
+def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: str, metric_id: str) -> pd.DataFrame:
+    """One row per defense: protection under each purifier x attack of the group, the worst case
+    over them (the rank), the worst case against equal-budget noise, n, budget, cost and
+    perceptibility. `none` is the reference (protection 0 by definition)."""
+    frame = protection_frame(records, cells, group, metric_id)
+    if frame.empty:
+        return pd.DataFrame()
+    stats = combo_stats(frame)
+    rows = []
+    for d, g in stats.groupby("defense_label", sort=True):
+        f = frame[frame["defense_label"] == d]
+        row: dict[str, Any] = {"defense": d}
+        for _, c in g.iterrows():
+            row[c["combo"]] = c["protection"]
+        complete = (g["undefined"] == 0).all()
+        row["worst case"] = float(g["protection"].min()) if complete else math.nan
+        worst = g.loc[g["protection"].idxmin()] if complete and g["protection"].notna().any() else None
+        row["worst combo"] = worst["combo"] if worst is not None else ""
+        row["worst CI"] = (worst["ci_low"], worst["ci_high"]) if worst is not None else (math.nan, math.nan)
+        row["worst p"] = worst["p"] if worst is not None else math.nan
+        row["worst vs noise"] = float(g["vs_noise"].min()) if complete and g["vs_noise"].notna().all() else math.nan
+        row["n"] = int(g["n"].min())
+        row["note"] = "; ".join(filter(None, [
+            "" if complete else f"not ranked: {int(g['undefined'].max())} identity(ies) without a value ({UNDEFINED_RULE.split(':')[0]})",
+            "baseline failed (no-defense FDFR > 0.5): not a protection" if g["baseline_failed"].any() else ""]))
+        for col in ("budget", "measured_linf", "psnr", "ssim", "seconds_per_image"):
+            row[col] = float(pd.to_numeric(f[col], errors="coerce").mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    ranked = table["worst case"].where(~table["note"].str.contains("baseline failed"))
+    table["rank"] = ranked.rank(ascending=False, method="min")
+    table = table.sort_values(["rank", "defense"], na_position="last").reset_index(drop=True)
+    reference = {"defense": "none (reference)", "worst case": 0.0, "note": "protection vs itself is 0 by definition",
+                 **{c: 0.0 for c in stats["combo"].unique()}}
+    return pd.concat([table, pd.DataFrame([reference])], ignore_index=True)
+
+
+def default_metric(records: list[dict[str, Any]], cells: pd.DataFrame, metrics: pd.DataFrame, group: str) -> str | None:
+    """The ranking metric: the first of the group's declared metrics with a direction whose
+    protection is defined for every identity of every defended cell (identification and FDFR
+    usually are; ISM is not when a strong defense leaves no face)."""
+    t = D.main_table(cells, metrics, group)
+    candidates = [m for m in t.metric_cols if t.directions.get(m)]
+    for mid in candidates:
+        frame = protection_frame(records, cells, group, mid)
+        if not frame.empty and frame["value"].notna().all() and frame["baseline"].notna().all():
+            return mid
+    return candidates[0] if candidates else None
+
+
+def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
+    """One JSON-ready entry per defense of `group`: settings, per-combination protection with CI
+    and p for every directed metric, worst cases, flags. `bench export --format json` writes one
+    file per entry; `static_page(entries)` renders a leaderboard from those files alone."""
+    cells, metrics = D.cells_frame(records), D.metrics_frame(records)
+    sub = cells[cells["protocol_group"] == group]
+    if sub.empty:
+        return []
+    t = D.main_table(cells, metrics, group)
+    directed = [m for m in t.metric_cols if t.directions.get(m)]
+    rank_metric = default_metric(records, cells, metrics, group)
+    out = []
+    for d, dcells in sub[sub["defense"] != "none"].groupby("defense_label", sort=True):
+        first = next(r for r in records if r["cell_key"] == dcells["cell_key"].iloc[0])
+        entry: dict[str, Any] = {
+            "defense": d, "defense_name": dcells["defense"].iloc[0], "protocol_group": group,
+            "protocol": D.describe_group(cells, group), "rank_metric": rank_metric,
+            "settings": (first.get("protocol") or {}).get("defense"),
+            "identities": sorted(dcells["identity"].unique().tolist()), "cells": len(dcells),
+            "budget": float(dcells["budget"].mean()), "measured_linf": float(dcells["measured_linf"].max()),
+            "psnr": float(dcells["psnr"].mean()), "ssim": float(dcells["ssim"].mean()),
+            "seconds_per_image": float(dcells["defense_seconds_per_image"].mean()), "metrics": {}, "flags": [],
+            "undefined_rule": UNDEFINED_RULE,
+        }
+        for mid in directed:
+            stats = combo_stats(protection_frame(records, cells, group, mid))
+            stats = stats[stats["defense_label"] == d]
+            combos = {r["combo"]: {k: _plain(r[k]) for k in ("n", "undefined", "protection", "ci_low", "ci_high", "p", "vs_noise", "p_noise")}
+                      for _, r in stats.iterrows()}
+            complete = bool(len(stats)) and bool((stats["undefined"] == 0).all())
+            entry["metrics"][mid] = {"by_combination": combos,
+                                     "worst_case": _plain(stats["protection"].min()) if complete else None,
+                                     "worst_case_vs_noise": _plain(stats["vs_noise"].min()) if complete else None}
+            if stats["baseline_failed"].any() and "baseline failed" not in entry["flags"]:
+                entry["flags"].append("baseline failed")
+        out.append(entry)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to None."""
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if math.isnan(float(v)) else round(float(v), 6)
+    return v
+
+
+def static_page(items: list[dict[str, Any]]) -> str:
+    """A Markdown leaderboard built from entry files alone: one table per protocol group,
+    ranked by the worst case of its rank metric."""
+    parts = ["# Leaderboard (from per-entry JSON)", "",
+             "Protection > 0 hurts the attacker; worst case = the weakest protection over the group's purifier x "
+             "attack combinations; [95% bootstrap CI over identities], paired Wilcoxon p vs no defense.", ""]
+    for group in sorted({e["protocol_group"] for e in items}):
+        es = [e for e in items if e["protocol_group"] == group]
+        metric = es[0]["rank_metric"]
+        parts += [f"## {es[0]['protocol']}", "", f"ranked by the worst case of {metric}", ""]
+
+        def worst(e):
+            w = (e["metrics"].get(metric) or {}).get("worst_case")
+            return -math.inf if w is None or "baseline failed" in e["flags"] else w
+
+        parts += ["| rank | defense | worst case | worst vs noise | budget | measured L-inf | PSNR | s/image | n | flags |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for i, e in enumerate(sorted(es, key=worst, reverse=True), 1):
+            m = e["metrics"].get(metric) or {}
+            f = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+            parts.append(f"| {i if worst(e) > -math.inf else '-'} | {e['defense']} | {f(m.get('worst_case'))} | "
+                         f"{f(m.get('worst_case_vs_noise'))} | {f(e['budget'])} | {f(e['measured_linf'])} | {f(e['psnr'])} | "
+                         f"{f(e['seconds_per_image'])} | {len(e['identities'])} | {', '.join(e['flags']) or '-'} |")
+        parts.append("")
+    return "\n".join(parts)
