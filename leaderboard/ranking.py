@@ -136,7 +136,8 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
     directed = [m for m in t.metric_cols if t.directions.get(m)]
     rank_metric = default_metric(records, cells, metrics, group)
     out = []
-    for d, dcells in sub[sub["defense"] != "none"].groupby("defense_label", sort=True):
+    compared = {r["cell_key"] for r in records if "compare" in r}  # defended cells; companions alone are not entries
+    for d, dcells in sub[sub["cell_key"].isin(compared)].groupby("defense_label", sort=True):
         first = next(r for r in records if r["cell_key"] == dcells["cell_key"].iloc[0])
         entry: dict[str, Any] = {
             "defense": d, "defense_name": dcells["defense"].iloc[0], "protocol_group": group,
@@ -189,10 +190,11 @@ def static_page(items: list[dict[str, Any]]) -> str:
 
         parts += ["| rank | defense | worst case | worst vs noise | budget | measured L-inf | PSNR | s/image | n | flags |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for i, e in enumerate(sorted(es, key=worst, reverse=True), 1):
+        for e in sorted(es, key=worst, reverse=True):
             m = e["metrics"].get(metric) or {}
             f = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
-            parts.append(f"| {i if worst(e) > -math.inf else '-'} | {e['defense']} | {f(m.get('worst_case'))} | "
+            place = 1 + sum(worst(o) > worst(e) for o in es)  # ties share a rank
+            parts.append(f"| {place if worst(e) > -math.inf else '-'} | {e['defense']} | {f(m.get('worst_case'))} | "
                          f"{f(m.get('worst_case_vs_noise'))} | {f(e['budget'])} | {f(e['measured_linf'])} | {f(e['psnr'])} | "
                          f"{f(e['seconds_per_image'])} | {len(e['identities'])} | {', '.join(e['flags']) or '-'} |")
         parts.append("")

@@ -45,9 +45,9 @@ def test_one_row_per_defense_ranked_by_worst_case(matrix):
     (group,) = cells["protocol_group"].unique()
     table = worst_case_table(records, cells, group, "idr[dlib]")
     rows = table.set_index("defense")
-    assert set(rows.index) == {"advdm", "aspl", "noise", "none (reference)"}
+    assert set(rows.index) == {"advdm", "aspl", "noise (eps=8.0)", "none (reference)"}  # labels name differing params
     combos = ["jpeg · dreambooth", "none · dreambooth"]
-    for d in ("advdm", "aspl", "noise"):
+    for d in ("advdm", "aspl", "noise (eps=8.0)"):
         by_combo = [rows.loc[d, c] for c in combos]
         assert rows.loc[d, "worst case"] == pytest.approx(min(by_combo))  # the weakest combination decides
         assert rows.loc[d, "n"] == 2
@@ -63,7 +63,7 @@ def test_entries_json_and_static_page_from_files_alone(matrix, cli, tmp_path):
     home, records = matrix
     group = records[0]["protocol_group"]
     es = {e["defense"]: e for e in entries(D.load_records(home)[0], group)}
-    assert set(es) == {"advdm", "aspl", "noise"}
+    assert set(es) == {"advdm", "aspl", "noise (eps=8.0)"}
     advdm = es["advdm"]
     combo = advdm["metrics"]["idr[dlib]"]["by_combination"]["none · dreambooth"]
     assert combo["n"] == 2 and {"protection", "ci_low", "ci_high", "p", "vs_noise"} <= set(combo)
