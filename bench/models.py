@@ -34,7 +34,7 @@ def resolve(source: dict[str, Any], zoo_root: Path) -> ModelRef:
     if model_id.startswith("zoo:"):
         name = model_id[4:]
         folder = zoo.ensure(name, zoo_root)  # verifies the weights against the hashes they were built with
-        return ModelRef(path=folder, source=model_id, revision=zoo.zoo_revision(name), weights=folder_hashes(folder))
+        return ModelRef(path=folder, source=model_id, revision=zoo.zoo_revision(name), weights=zoo.recorded_hashes(folder))
     candidates = [model_id] + list(source.get("mirrors") or []) + KNOWN_MIRRORS.get(model_id, [])
     errors = []
     for repo in dict.fromkeys(candidates):

@@ -208,12 +208,17 @@ def weight_hashes(folder: Path) -> dict[str, str]:
     return out
 
 
+def recorded_hashes(folder: Path) -> dict[str, str] | None:
+    """The weight hashes a zoo folder was built with (None: built before they were recorded)."""
+    return json.loads((folder / "ZOO.json").read_text()).get("weights")
+
+
 def verify(name: str, folder: Path) -> dict[str, str]:
     """The built folder's weight hashes, checked against those it was built with: a swapped or
     damaged file is a one-line error, never a model used under the wrong name."""
     from .errors import BenchError
 
-    built = json.loads((folder / "ZOO.json").read_text()).get("weights")
+    built = recorded_hashes(folder)
     now = weight_hashes(folder)
     changed = sorted(k for k in set(built) | set(now) if built.get(k) != now.get(k))
     if changed:
@@ -251,7 +256,7 @@ def ensure(name: str, root: Path) -> Path:
         raise BenchError(f"unknown zoo model {name!r}; the zoo has: {', '.join(models())}")
     final = root / f"{name}-{zoo_revision(name)}"
     if (final / "ZOO.json").is_file():
-        if "weights" in json.loads((final / "ZOO.json").read_text()):
+        if recorded_hashes(final) is not None:
             verify(name, final)
             return final
         shutil.rmtree(final)  # built before weight hashes were recorded: build again (deterministic) to record them

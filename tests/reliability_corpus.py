@@ -28,8 +28,7 @@ class Case:
     group: str  # image | parameter | cli | plugin
     argv: list[str]
     code: int  # expected exit code
-    expect: str  # regex the output must contain
-    runs: bool = False  # runs stages (needs the warm-up); the others stop at planning
+    expect: str  # regex the output must contain (group "plugin" runs stages after the warm-up's)
 
 
 def _identity(src: Path, dst: Path) -> Path:
@@ -180,32 +179,32 @@ def _plugin_cases(good: Path) -> list[Case]:
     d, line = "defense stage of", r"\(traceback in .*logs/.*\.log\)"
     return [
         Case("plugin: defense raises", "plugin", [*run, "-d", "fault-raise", "-a", "none"], 2,
-             rf"{d} 'fault-raise' failed: RuntimeError: boom inside protect {line}", runs=True),
+             rf"{d} 'fault-raise' failed: RuntimeError: boom inside protect {line}"),
         Case("plugin: defense returns None", "plugin", [*run, "-d", "fault-none", "-a", "none"], 2,
-             rf"{d} 'fault-none': defense fault-none returned NoneType, expected a list of 4 uint8 images", runs=True),
+             rf"{d} 'fault-none': defense fault-none returned NoneType, expected a list of 4 uint8 images"),
         Case("plugin: NaN budget", "plugin", [*run, "-d", "fault-nan-budget", "-a", "none"], 2,
-             r"defense 'fault-nan-budget' declares budget nan", runs=True),
+             r"defense 'fault-nan-budget' declares budget nan"),
         Case("plugin: no budget", "plugin", [*run, "-d", "fault-no-budget", "-a", "none"], 2,
-             r"defense 'fault-no-budget' declares budget None", runs=True),
+             r"defense 'fault-no-budget' declares budget None"),
         Case("plugin: NaN parameter", "plugin", [*run, "-d", "fault-over-budget", "-a", "none", "--set", "defense.eps=nan"], 2,
-             r"defense\.fault-over-budget\.eps: NaN is not a valid value", runs=True),
+             r"defense\.fault-over-budget\.eps: NaN is not a valid value"),
         Case("plugin: wrong shapes", "plugin", [*run, "-d", "fault-shape", "-a", "none"], 2,
-             r"must return uint8 images shaped like its inputs", runs=True),
-        Case("plugin: wrong count", "plugin", [*run, "-d", "fault-count", "-a", "none"], 2, r"returned 3 images for 4 inputs", runs=True),
+             r"must return uint8 images shaped like its inputs"),
+        Case("plugin: wrong count", "plugin", [*run, "-d", "fault-count", "-a", "none"], 2, r"returned 3 images for 4 inputs"),
         Case("plugin: float NaN images", "plugin", [*run, "-d", "fault-float", "-a", "none"], 2,
-             r"must return uint8 images shaped like its inputs .* got float64", runs=True),
+             r"must return uint8 images shaped like its inputs .* got float64"),
         Case("plugin: over budget", "plugin", [*run, "-d", "fault-over-budget", "-a", "none"], 2,
-             r"exceeds its budget: measured L-inf 12/255 on the saved PNGs > declared 4/255", runs=True),
+             r"exceeds its budget: measured L-inf 12/255 on the saved PNGs > declared 4/255"),
         Case("plugin: purifier raises", "plugin", [*run, "-p", "fault-purifier", "-a", "none"], 2,
-             rf"purified stage of 'fault-purifier' failed: ValueError: purifier exploded {line}", runs=True),
+             rf"purified stage of 'fault-purifier' failed: ValueError: purifier exploded {line}"),
         Case("plugin: purifier returns None", "plugin", [*run, "-p", "fault-purifier-none", "-a", "none"], 2,
-             r"purifier fault-purifier-none returned NoneType", runs=True),
+             r"purifier fault-purifier-none returned NoneType"),
         Case("plugin: attack raises", "plugin", [*run, "-a", "fault-attack"], 2,
-             rf"personalized stage of 'fault-attack' failed: MemoryError: out of memory in personalize {line}", runs=True),
+             rf"personalized stage of 'fault-attack' failed: MemoryError: out of memory in personalize {line}"),
         Case("plugin: metric raises", "plugin", [*run, "-a", "none", "--metrics", "fault-metric"], 2,
-             rf"metric stage of 'fault-metric' failed: ZeroDivisionError: metric divided by zero {line}", runs=True),
+             rf"metric stage of 'fault-metric' failed: ZeroDivisionError: metric divided by zero {line}"),
         Case("plugin: metric NaN", "plugin", [*run, "-a", "none", "--metrics", "fault-metric-nan"], 2,
-             r"metric fault-metric-nan returned value nan", runs=True),
+             r"metric fault-metric-nan returned value nan"),
     ]
 
 
