@@ -33,6 +33,7 @@ PRESETS: dict[str, dict] = {
 
 class DreamBooth(Attack):
     name = "dreambooth"
+    links = {"paper": "https://arxiv.org/abs/2208.12242", "code": "https://github.com/huggingface/diffusers/tree/main/examples/dreambooth"}
     aliases = ("db",)
     summary = "Full fine-tune of UNet (+ text encoder) with prior preservation, then generate."
     version = "1"

@@ -65,6 +65,7 @@ def draw_kps(kps: np.ndarray, size: int) -> np.ndarray:
 
 class InstantID(Attack):
     name = "instantid"
+    links = {"paper": "https://arxiv.org/abs/2401.07519", "code": "https://github.com/instantX-research/InstantID"}
     summary = "Zero-shot: InstantID (SDXL + IdentityNet on face keypoints + face-embedding IP-Adapter)."
     version = "1"
     zero_shot = True

@@ -31,6 +31,7 @@ README = "h94/IP-Adapter-FaceID model card (usage: FaceAnalysis('buffalo_l'), de
 
 class IPAdapterFaceID(Attack):
     name = "ipa-faceid"
+    links = {"paper": "https://arxiv.org/abs/2308.06721", "code": "https://github.com/tencent-ailab/IP-Adapter"}
     aliases = ("ip-adapter-faceid",)
     summary = "Zero-shot: IP-Adapter FaceID (SD 1.5) conditioned on the subject's face embedding."
     version = "1"

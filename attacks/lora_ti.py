@@ -35,6 +35,7 @@ TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 class LoraTI(Attack):
     name = "lora-ti"
+    links = {"paper": "https://arxiv.org/abs/2106.09685 + https://arxiv.org/abs/2208.01618", "code": "https://github.com/Guohanzhong/RID"}
     aliases = ("lora",)
     summary = "LoRA on the UNet attention + a textual-inversion token <new1>, trained jointly (RID's setup)."
     version = "1"

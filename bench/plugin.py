@@ -31,6 +31,8 @@ class Plugin:
     version: ClassVar[str] = "1"  # bump whenever the plugin's output changes
     params: ClassVar[list[Param]] = []
     needs: ClassVar[Needs] = Needs()
+    # Where the method comes from, for the leaderboard: {"paper": URL or citation, "code": URL}
+    links: ClassVar[dict[str, str]] = {}
     # Something to train ahead of runs (RID's generator): a classmethod
     # train(base_id, home, sets, out, device, quiet, log) -> Path that `bench train NAME` calls
     # through the registry, so the core names no method.
@@ -52,6 +54,7 @@ class Plugin:
             "aliases": list(cls.aliases),
             "summary": cls.summary,
             "version": cls.version,
+            "links": dict(cls.links),
             "params": [
                 {
                     "name": p.name,
@@ -267,11 +270,19 @@ class Metric(Plugin):
     # ctx.control_images (the unpersonalised model's samples of the same prompts and seeds).
     uses_gallery: ClassVar[bool] = False
 
+    # Parameters that change what the value means, named in the id when not at their default
+    # (fid[dlib-face,pooling=pooled]); the backend always is.
+    id_params: ClassVar[tuple[str, ...]] = ()
+
     @property
     def metric_id(self) -> str:
-        """`name[backend]` when the metric has a `backend` parameter (ism[dlib])."""
+        """`name[backend]` when the metric has a `backend` parameter (ism[dlib]), plus the
+        `id_params` that differ from the profile default."""
         backend = self.p.get("backend")
-        return f"{self.name}[{backend}]" if backend else self.name
+        defaults = {p.name: p.default_for(self.profile) for p in self.params}
+        named = [f"{k}={self.p[k]}" for k in self.id_params if self.p.get(k) != defaults.get(k)]
+        inside = ",".join(([backend] if backend else []) + named)
+        return f"{self.name}[{inside}]" if inside else self.name
 
     def available(self) -> tuple[bool, str]:
         return True, ""

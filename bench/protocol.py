@@ -8,6 +8,7 @@ protocol and the metric set. The resolved protocol goes into every record."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class CellConfig(_Model):
     @classmethod
     def _metric_list(cls, v: Any) -> Any:
         if isinstance(v, str):
-            return [m.strip() for m in v.split(",") if m.strip()]
+            return [m.strip() for m in re.split(r",(?![^\[]*\])", v) if m.strip()]  # commas inside [...] stay
         return v
 
     # ------------------------------------------------------------- building
@@ -214,9 +215,20 @@ def resolve_generation(gen: dict[str, Any], explicit_prompts: list[str] | None) 
 
 
 def parse_metric_id(metric_id: str) -> tuple[str, dict[str, Any]]:
-    """"ism[dlib]" -> ("ism", {"backend": "dlib"})."""
-    name, _, rest = metric_id.partition("[")
-    params = {"backend": rest.rstrip("]")} if rest else {}
+    """"ism[dlib]" -> ("ism", {"backend": "dlib"}); "fid[dlib-face,pooling=pooled]" -> ("fid",
+    {"backend": "dlib-face", "pooling": "pooled"}): the backend first, then KEY=VALUE parameters."""
+    name, bracket, rest = metric_id.partition("[")
+    if bracket and not rest.endswith("]"):
+        raise BenchError(f"metric {metric_id!r}: expected NAME[BACKEND] or NAME[BACKEND,KEY=VALUE,...]")
+    params: dict[str, Any] = {}
+    for i, part in enumerate(p.strip() for p in rest[:-1].split(",")) if bracket else ():
+        key, eq, val = part.partition("=")
+        if eq and key.strip():
+            params[key.strip()] = val.strip()
+        elif i == 0 and part and not eq:
+            params["backend"] = part
+        else:
+            raise BenchError(f"metric {metric_id!r}: {part!r} is not KEY=VALUE (the backend comes first)")
     return name.strip(), params
 
 

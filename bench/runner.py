@@ -183,6 +183,7 @@ class Runner:
                 "generate": _public(self._art(cell.generated)),
             },
             "recipe": cell.personalized.inputs["recipe"],
+            "links": self._links(proto),
             "metrics": self._metrics(cell.main),
             "environment": {**_environment(self.device), "threads": self.env.threads},
         }
@@ -196,6 +197,13 @@ class Runner:
                 "base": {"metrics": self._metrics(c.base), "personalize": _public(self._art(c.base.personalized))},
             }
         return record
+
+    def _links(self, proto: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Each method's paper and code (its plugin's `links`), so the page can cite them without importing plugins."""
+        named = [("defense", proto["defense"]["name"]), ("attack", proto["attack"]["name"]),
+                 *(("purifier", p["name"]) for p in proto.get("purifier") or [])]
+        return {f"{kind}:{name}": dict(self.registry.get(kind, name).links) for kind, name in named
+                if self.registry.get(kind, name).links}
 
     def _metrics(self, branch: Branch) -> dict[str, Any]:
         out = {}

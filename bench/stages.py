@@ -20,7 +20,9 @@ from . import data, models, zoo
 from .artifacts import Artifact, ArtifactStore, stable_hash
 from .context import Context
 from .errors import BenchError, BudgetExceeded, StageFailed
-from .images import linf, load_pngs, psnr, save_pngs, ssim
+from .images import load_pngs, save_pngs
+from .peak_memory import PeakMemory
+from .perceptibility import pair_measures
 from .plugin import (Generation, GeneratedImage, ImageDefense, MetricResult, ModelDefense, ModelRef, Recipe, Subject,
                      checked_budget)
 from .registry import Registry
@@ -73,18 +75,6 @@ def _default_threads() -> int:
     import os
 
     return int(os.environ.get("BENCH_THREADS", 0)) or len(os.sched_getaffinity(0))
-
-
-def pair_measures(images: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, Any]:
-    """Per-image L-inf (0-255 units), PSNR and SSIM against paired references."""
-    per = [{"linf": linf(a, b), "psnr": psnr(a, b), "ssim": ssim(a, b)} for a, b in zip(images, refs)]
-    finite = [p["psnr"] for p in per if np.isfinite(p["psnr"])]
-    return {
-        "measured_linf": max(p["linf"] for p in per),
-        "psnr": float(np.mean(finite)) if finite else None,  # None: identical images (no noise)
-        "ssim": float(np.mean([p["ssim"] for p in per])),
-        "per_image": per,
-    }
 
 
 def base_identity(base_model: dict[str, Any]) -> dict[str, Any]:
@@ -224,18 +214,20 @@ def _build_defense(env, inputs, store, log):
         base = model_ref({"source": inputs["base"]}, store, ctx.zoo_root)
         started = time.time()
         if isinstance(defense, ModelDefense):
-            defense.protect_model(subject, base, ctx, tmp / "model")
-            return {"level": "model", "seconds_total": round(time.time() - started, 3), "notes": ctx.notes.pop("defense", {}),
-                    "base_weights": base.weights}
+            with PeakMemory() as memory:
+                defense.protect_model(subject, base, ctx, tmp / "model")
+            return {"level": "model", "seconds_total": round(time.time() - started, 3), **memory.record(),
+                    "notes": ctx.notes.pop("defense", {}), "base_weights": base.weights}
         if not isinstance(defense, ImageDefense):
             raise BenchError(f"defense {defense.name!r} implements neither ImageDefense nor ModelDefense")
         budget = checked_budget(defense)  # before the work: a non-finite budget never reaches the attack
-        out = defense.protect(subject, base, ctx)
+        with PeakMemory() as memory:
+            out = defense.protect(subject, base, ctx)
         seconds = time.time() - started
         _check_images(out, subject.train, f"defense {defense.name}")
         save_pngs(out, tmp / "images", subject.train_names)
         saved = load_pngs(tmp / "images")  # measure what an attacker would download
-        meas = pair_measures(saved, subject.train)
+        meas = pair_measures(saved, subject.train, with_lpips=True)
         if not meas["measured_linf"] <= budget + 1e-9:  # written so that a NaN measure fails too
             rejected = env.home / "rejected" / f"defense-{defense.name}-{stable_hash(inputs)}"
             shutil.rmtree(rejected, ignore_errors=True)
@@ -246,7 +238,7 @@ def _build_defense(env, inputs, store, log):
             )
         return {
             "level": "image", "budget": budget, **meas, "seconds_total": round(seconds, 3),
-            "seconds_per_image": round(seconds / max(1, len(out)), 4), "notes": ctx.notes.pop("defense", {}),
+            "seconds_per_image": round(seconds / max(1, len(out)), 4), **memory.record(), "notes": ctx.notes.pop("defense", {}),
             "base_weights": base.weights,
         }
 
@@ -269,8 +261,8 @@ def _build_purified(env, inputs, store, log):
         vs_in, vs_clean = pair_measures(saved, images), pair_measures(saved, clean.train)
         return {
             "name": purifier.name,
-            "vs_input": {k: vs_in[k] for k in ("measured_linf", "psnr", "ssim")},
-            "vs_clean": {k: vs_clean[k] for k in ("measured_linf", "psnr", "ssim")},
+            "vs_input": {k: v for k, v in vs_in.items() if k != "per_image"},
+            "vs_clean": {k: v for k, v in vs_clean.items() if k != "per_image"},
             "seconds_per_image": round(seconds / max(1, len(out)), 4),
             "recipe": recipe.as_dict() if recipe else None,
             "notes": ctx.notes.pop("purifier", {}),

@@ -162,3 +162,42 @@ def paired_comparison(values: Sequence[float | None], companions: dict[str, Sequ
             "protection_ci": bootstrap_ci(d, n_boot=n_boot, seed=seed), "p_value": p,
         }
     return out
+
+
+# ------------------------------------------------------------- Frechet distance (FID)
+# Why the care: with the few images of a cell the covariances are rank-deficient and sqrtm(S1 S2)
+# of a singular product is ill-conditioned; the symmetric form tr sqrt(S1^1/2 S2 S1^1/2) with eigh
+# in float64 is exact for PSD matrices (metrics/fid.py, leaderboard pooled FID).
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), in float64.
+
+    tr((S1 S2)^1/2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)): the inner matrix is symmetric
+    PSD, so eigh is stable even when S1, S2 are singular (few samples), where
+    scipy.linalg.sqrtm(S1 @ S2) returns complex noise."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"shape mismatch: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
+    r1 = _sqrt_psd(s1)
+    inner = r1 @ s2 @ r1
+    tr_covmean = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2.0), 0.0, None))))
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    return max(value, 0.0)  # exact arithmetic gives >= 0; clip round-off below zero
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (ddof=1, as torchmetrics and pytorch-fid) of (n, d) features."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need an (n >= 2, d) feature array, got {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False, ddof=1).reshape(f.shape[1], f.shape[1])
+
+
+def fid_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
+    return frechet_distance(*gaussian_stats(gen), *gaussian_stats(ref))

@@ -19,6 +19,7 @@ DIFF_PROTECT = "Diff-Protect (xavihart/Diff-Protect) AdvDM setting, via shared/r
 
 class AdvDM(ImageDefense):
     name = "advdm"
+    links = {"paper": "https://arxiv.org/abs/2302.04578", "code": "https://github.com/xavihart/Diff-Protect"}
     aliases = ("adv-dm",)
     summary = "PGD ascent on the frozen model's denoising loss, Monte-Carlo over timesteps."
     version = "1"

@@ -21,6 +21,7 @@ EPS_SRC = (SH + ": --pgd_eps=5e-2 in [-1,1] = 6.375/255; saved PNGs measure 6/25
 
 class AntiDreamBooth(ImageDefense):
     name = "anti-db"
+    links = {"paper": "https://arxiv.org/abs/2303.15433", "code": "https://github.com/VinAIResearch/Anti-DreamBooth"}
     aliases = ("fsmg",)
     summary = "FSMG: DreamBooth surrogate fine-tuned on clean set_A, then PGD on set_B against it."
     version = "1"

@@ -48,6 +48,7 @@ PAIRED_SEED = 1_000_000  # paired images use seeds PAIRED_SEED + i: never a prio
 
 class APDM(ModelDefense):
     name = "apdm"
+    links = {"paper": "Lee et al., NeurIPS 2025: Perturb a Model, Not an Image", "code": "https://github.com/KU-VGI/APDM"}
     aliases = ("anti-personalized-diffusion",)
     summary = "Model-level: fine-tunes the UNet so DreamBooth on the subject fails (DPO loss + Learning to Protect)."
     version = "1"

@@ -33,6 +33,7 @@ EPS_SRC = (SH + ": --pgd_eps=5e-2 in [-1,1] = 6.375/255; saved PNGs measure 6/25
 
 class ASPL(ImageDefense):
     name = "aspl"
+    links = {"paper": "https://arxiv.org/abs/2303.15433", "code": "https://github.com/VinAIResearch/Anti-DreamBooth"}
     aliases = ("anti-dreambooth-aspl",)
     summary = "Anti-DreamBooth ASPL: alternate surrogate fine-tuning and PGD (E-ASPL: ensemble; targeted: target)."
     version = "1"

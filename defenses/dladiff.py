@@ -35,6 +35,7 @@ LAYERS = ("ft", "zs")
 
 class DLADiff(ImageDefense):
     name = "dladiff"
+    links = {"paper": "Jia et al.: DLADiff, a dual-layer defense (no public code)"}
     aliases = ("dla-diff",)
     summary = "Dual-layer: DSUR+ADFT perturbation against fine-tuning, then identity-encoder PGD on aligned faces against zero-shot methods."
     version = "1"

@@ -32,6 +32,7 @@ GEN = "MetaCloak script/sub/gen/metacloak.sh"
 
 class MetaCloak(ImageDefense):
     name = "metacloak"
+    links = {"paper": "https://arxiv.org/abs/2311.13127", "code": "https://github.com/liuyixin-louis/MetaCloak"}
     aliases = ("meta-cloak",)
     summary = "PGD against a meta-learned pool of DreamBooth surrogates, EOT over blur + flip."
     version = "1"

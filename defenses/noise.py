@@ -15,6 +15,7 @@ from bench.plugin import ImageDefense
 
 class Noise(ImageDefense):
     name = "noise"
+    links = {"paper": "equal-budget random-noise control of this benchmark (docs/protocol.md)"}
     aliases = ("random-noise", "random-sign")
     summary = "Control: uniform random-sign noise at the full L-inf budget (a defense must beat it)."
     version = "1"

@@ -76,6 +76,7 @@ def resolve_checkpoint(spec: str) -> Path:
 
 class RID(ImageDefense):
     name = "rid"
+    links = {"paper": "https://arxiv.org/abs/2412.09844", "code": "https://github.com/Guohanzhong/RID"}
     aliases = ("real-time-identity-defender",)
     summary = "Real-time Identity Defender: a DiT maps each image to its perturbation in one forward pass."
     version = "1"

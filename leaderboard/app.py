@@ -22,12 +22,15 @@ if str(ROOT) not in sys.path:  # `streamlit run leaderboard/app.py` from anywher
     sys.path.insert(0, str(ROOT))
 
 from leaderboard import data as D  # noqa: E402
+from leaderboard import pooled as P  # noqa: E402
+from leaderboard import ranking as K  # noqa: E402  (statistics from bench.stats: numerics only, no plugin)
 from leaderboard import reported as R  # noqa: E402
 
 PAGES = {
     "main": "Main table",
     "heatmap": "Robustness heatmap",
     "cost": "Cost vs protection",
+    "grid": "Image grid",
     "cell": "Cell drill-down",
     "reported": "Reported vs reproduced",
     "submissions": "Submissions",
@@ -89,8 +92,9 @@ def show_reasons(reasons: dict, title: str = "Why some values are not numbers") 
 
 
 def protocol_header(cells: pd.DataFrame, group: str) -> None:
+    """A readable title; the group hash and the full protocol line as the detail under it."""
     profile = cells.loc[cells["protocol_group"] == group, "profile"].iloc[0]
-    st.subheader(f"Protocol group {group} — {profile} profile")
+    st.subheader(D.group_title(cells, group))
     st.caption(D.describe_group(cells, group))
     if profile == "tiny":
         st.caption("Tiny profile: a 64 px toy model that runs offline on a CPU. Its numbers show the pipeline "
@@ -112,11 +116,65 @@ def image_row(title: str, items: list[tuple[object, str]]) -> None:
 
 
 # -------------------------------------------------------------------------- pages
-def page_main(cells, metrics):
+RANKING = ("One row per defense, **ranked by its worst case** over the group's purifier × attack combinations "
+           "(a defense is as strong as the strongest attack on it). Protection = the attacker's loss against the "
+           "no-defense cell with the same identity, seed, purifier and attack (> 0: the defense hurt the attacker); "
+           "mean over identities with its 95% bootstrap CI and the paired Wilcoxon p; *worst vs noise* is the same "
+           "against equal-budget random noise. Budget, perceptibility (on the saved protected PNGs) and cost are "
+           "means over the defense's cells.")
+
+
+def ranking_section(records: list[dict], cells: pd.DataFrame, metrics: pd.DataFrame, group: str) -> None:
+    group_records = [r for r in records if r.get("protocol_group") == group and r["cell_key"] in set(cells["cell_key"])]
+    if not any("compare" in r for r in group_records):
+        st.info("No per-defense ranking for this group: its cells were run without their no-defense baseline "
+                "and noise control (`bench run --compare`, the default), so no protection can be paired.")
+        return
+    t = D.main_table(cells, metrics, group)
+    directed = [m for m in t.metric_cols if t.directions.get(m)]
+    default = K.default_metric(group_records, cells, metrics, group)
+    metric = st.selectbox("rank by the worst-case protection on", directed, index=directed.index(default) if default in directed else 0,
+                          key=f"worst-{group}")
+    table = K.worst_case_table(group_records, cells, group, metric)
+    if table.empty:
+        st.info(f"no defended cell of this group has `{metric}`")
+        return
+    st.markdown(f"**Leaderboard** — protection on `{metric}`. " + RANKING)
+    shown, reasons = K.display_ranking(table)
+    show_table(shown)
+    st.caption(K.UNDEFINED_RULE[0].upper() + K.UNDEFINED_RULE[1:] + ".")
+    show_reasons(reasons)
+    links = D.method_links(group_records)
+    cited = [D.link_markdown(k.replace(":", " "), v) for k, v in sorted(links.items()) if k.startswith(("defense:", "attack:", "purifier:"))]
+    if cited:
+        with st.expander("methods: papers and code"):
+            for line in cited:
+                st.markdown(f"- {line}")
+
+
+def pooled_section(records: list[dict], cells: pd.DataFrame, group: str) -> None:
+    mine = [r for r in records if r.get("protocol_group") == group]
+    for mid in P.pooled_metric_ids(mine):
+        table = P.pooled_fid_table(mine, cells, group, mid)
+        if table.empty:
+            continue
+        st.markdown(f"**Pooled FID** `{mid}` ↑ — {P.LABEL}; vs none = FID(defense) − FID(none), > 0 = protection")
+        show_table(pd.DataFrame({
+            "defense": table["defense"], "purifier · attack": table["combo"],
+            "FID": [D.fmt(v, "ok" if s == "ok" else "unavailable") for v, s in zip(table["fid"], table["status"])],
+            "vs none": [D.dash(v) for v in table["vs_none"]], "identities": table["identities"].astype(str),
+            "generated": table["n_generated"].astype(str), "references": table["n_reference"].astype(str),
+            "status": table["status"]}))
+
+
+def page_main(records, cells, metrics):
     st.header("Main table")
     st.markdown(LEGEND)
     for group in D.groups_frame(cells)["protocol_group"]:
         protocol_header(cells, group)
+        ranking_section(list(records.values()), cells, metrics, group)
+        pooled_section(list(records.values()), cells, group)
+        st.markdown("**All cells** of this group (one row per defense × purifier × attack, means over identities)")
         table = D.main_table(cells, metrics, group)
         rankable = [m for m in table.metric_cols if table.directions.get(m)]
         choice = st.selectbox("rank and sort by", ["(no ranking)", *rankable], key=f"rank-{group}",
@@ -279,6 +337,59 @@ def page_cell(cells, metrics, records, home: Path):
         st.json({k: v for k, v in record.items() if k != "protocol"}, expanded=False)
 
 
+def page_grid(cells, records, home: Path):
+    st.header("Image grid: one identity, one seed, every defense")
+    st.markdown("Each column is one defense on the same identity and seed, under the same purifier and attack: "
+                "the clean training image, the protected one, their difference amplified, the purified image and "
+                "the first images generated after personalization (same prompts and sampling seeds in every column).")
+    groups = list(D.groups_frame(cells)["protocol_group"])
+    group = st.selectbox("protocol group", groups, format_func=lambda g: D.group_title(cells, g), key="grid-group")
+    sub = cells[cells["protocol_group"] == group]
+    identity = st.selectbox("identity", sorted(sub["identity"].astype(str).unique()), key="grid-identity")
+    sub = sub[sub["identity"] == identity]
+    seed = st.selectbox("seed", sorted(sub["seed"].unique()), key="grid-seed")
+    sub = sub[sub["seed"] == seed]
+    purifier = st.selectbox("purifier", sorted(sub["purifier_label"].unique(), key=lambda p: (p != "none", p)), key="grid-purifier")
+    attack = st.selectbox("attack", sorted(sub.loc[sub["purifier_label"] == purifier, "attack_label"].unique()), key="grid-attack")
+    cols = D.grid_columns(cells, group, identity, seed, purifier, attack)
+    protocol_header(cells, group)
+    try:
+        imgs = {k: D.cell_images(home, records[k]) for k in cols["cell_key"]}
+    except D.UnsafePath as exc:
+        st.error(f"refused to read images: {exc}")
+        return
+    names = sorted({p.name for i in imgs.values() for p in i["clean"]})
+    if not names:
+        st.info("no clean images of these cells in the artifact store (pruned with `bench cache --prune`?)")
+        return
+    name = st.selectbox("training image", names, key="grid-image")
+    budgets = [b for b in cols["budget"] if b and not math.isnan(b)]
+    gain = st.slider("perturbation amplification", 1.0, 100.0, float(min(100.0, D.default_gain(max(budgets, default=0)))), key="grid-gain")
+    n_gen = st.slider("generated images per column", 1, 6, 2, key="grid-ngen")
+    for col, (_, row) in zip(st.columns(len(cols)), cols.iterrows()):
+        i = imgs[row["cell_key"]]
+        col.markdown(f"**{row['defense_label']}**")
+        clean, prot = D.pick(i["clean"], name), D.pick(i["protected"], name)
+        shown = [(clean, "clean")] if clean else []
+        if prot is not None:
+            shown.append((prot, f"protected (budget {D.fmt(row['budget'])}/255)"))
+            if clean is not None:
+                try:
+                    amp, linf = D.perturbation_map(D.read_rgb(clean), D.read_rgb(prot), gain)
+                    shown.append((amp, f"|Δ| × {gain:.3g}, max {linf}/255"))
+                except ValueError as exc:
+                    col.warning(str(exc))
+        else:
+            col.caption(i["notes"][0] if i["notes"] else "no protected image")
+        for pname, paths in i["purified"]:
+            p = D.pick(paths, name)
+            if p is not None:
+                shown.append((p, f"purified by {pname}"))
+        shown += [(p, f"generated: {cap}") for p, cap in i["generated"][:n_gen]]
+        for img, cap in shown:
+            col.image(_big(img if isinstance(img, np.ndarray) else D.read_rgb(img)), caption=cap)
+
+
 def page_reported(cells, metrics):
     st.header("Reported vs reproduced")
     sources, rep = load_reported()
@@ -364,11 +475,13 @@ def main() -> None:
         st.info("no cell matches the filters")
         return
     if page == PAGES["main"]:
-        page_main(shown, metrics)
+        page_main(records, shown, metrics)
     elif page == PAGES["heatmap"]:
         page_heatmap(shown, metrics)
     elif page == PAGES["cost"]:
         page_cost(shown, metrics)
+    elif page == PAGES["grid"]:
+        page_grid(shown, records, home)
     elif page == PAGES["cell"]:
         page_cell(shown, metrics, records, home)
 

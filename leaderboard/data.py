@@ -136,7 +136,13 @@ def cells_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "measured_linf": _num(d.get("measured_linf")),
             "psnr": _num(d.get("psnr")),
             "ssim": _num(d.get("ssim")),
+            "ciede2000": _num(d.get("ciede2000")),
+            "changed_fraction": _num(d.get("changed_fraction")),
+            "lpips": _num(d.get("lpips")),
+            "lpips_unavailable": d.get("lpips_unavailable") or ("" if "lpips" in d else "model-level defense: no protected images"
+                                                                  if d.get("level") == "model" else "not measured (the record predates LPIPS)"),
             "defense_seconds_per_image": _num(d.get("seconds_per_image")),
+            "defense_peak_rss_mib": _num(d.get("peak_rss_mib")),
             "purifier_seconds_per_image": sum(_num(x.get("seconds_per_image")) for x in purs) if purs else math.nan,
         })
     df = pd.DataFrame(rows)
@@ -254,6 +260,35 @@ def describe_group(cells: pd.DataFrame, group: str) -> str:
     return (f"protocol group {group} · profile {row['profile']} · base model {row['base_model']} · "
             f"{row['resolution']} px · dataset {row['dataset']} · metrics {row['metric_set']}"
             + (f" · generation {gen_s}" if gen_s else ""))
+
+
+def group_title(cells: pd.DataFrame, group: str) -> str:
+    """A protocol group as a reader names it (profile, base model, resolution, metric backends,
+    identities); the hash stays in describe_group's detail line."""
+    sub = cells[cells["protocol_group"] == group]
+    if sub.empty:
+        return f"protocol group {group}"
+    row = sub.iloc[0]
+    backends = sorted({m.split("[", 1)[1].rstrip("]") for m in str(row["metric_set"]).split(", ") if "[" in m})
+    n = sub["identity"].nunique()
+    return (f"{row['profile']} profile · {row['base_model']} · {row['resolution']} px · {row['dataset']}, "
+            f"{n} identit{'y' if n == 1 else 'ies'}" + (f" · metrics by {', '.join(backends)}" if backends else ""))
+
+
+def method_links(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """'kind:name' -> {"paper", "code"} as the records carry them (the plugins' `links`)."""
+    out: dict[str, dict[str, str]] = {}
+    for r in records:
+        for k, v in (r.get("links") or {}).items():
+            if isinstance(v, dict):
+                out.setdefault(k, {key: str(x) for key, x in v.items() if isinstance(x, str)})
+    return out
+
+
+def link_markdown(label: str, links: dict[str, str]) -> str:
+    """'**advdm**: [paper](url) · [code](url)'; citations without a URL stay text."""
+    parts = [f"[{k}]({v})" if v.startswith("http") and " " not in v else f"{k}: {v}" for k, v in links.items()]
+    return f"**{label}**: " + " · ".join(parts)
 
 
 def filter_cells(cells: pd.DataFrame, **allowed: Iterable[Any] | None) -> pd.DataFrame:
@@ -488,6 +523,19 @@ def cell_images(home: Path, record: dict[str, Any]) -> dict[str, Any]:
         if not paths and not (label == "protected" and d.get("level") == "model"):
             out["notes"].append(f"no {label} images found in the artifact store (pruned with `bench cache --prune`?)")
     return out
+
+
+def grid_columns(cells: pd.DataFrame, group: str, identity: str, seed: Any, purifier: str, attack: str) -> pd.DataFrame:
+    """The cells of one image-grid row set: same group, identity, seed, purifier and attack,
+    one per defense; `none` first, then `noise`, then the others by name."""
+    sub = cells[(cells["protocol_group"] == group) & (cells["identity"] == identity) & (cells["seed"] == seed)
+                & (cells["purifier_label"] == purifier) & (cells["attack_label"] == attack)]
+    order = sub["defense"].map(lambda d: 0 if d == "none" else 1 if d == "noise" else 2)
+    return sub.assign(_o=order).sort_values(["_o", "defense_label", "created"]).drop_duplicates("defense_label", keep="last").drop(columns="_o")
+
+
+def pick(paths: list[Path], name: str) -> Path | None:
+    return next((p for p in paths if p.name == name), None)
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -17,12 +17,17 @@ import pandas as pd
 from bench.stats import paired_comparison
 
 from . import data as D
+from . import pooled as P
 
 BASELINE_FAILED_FDFR = 0.5  # a no-defense baseline missing this many faces measures nothing (issue #17 item 2)
 UNDEFINED_RULE = ("protection is computed over identities where the defended and the companion value both exist; "
                   "a combination where some identity has no value (e.g. ISM with no face found) is not ranked on this "
                   "metric (a strong defense is never averaged over its weak identities only): rank by a metric that "
                   "is defined everywhere (FDFR, identification)")
+
+
+PERCEPTIBILITY = ("budget", "measured_linf", "psnr", "ssim", "ciede2000", "changed_fraction", "lpips")
+COST = ("seconds_per_image", "peak_rss_mib")
 
 
 def _combo(purifier: str, attack: str) -> str:
@@ -49,7 +54,8 @@ def protection_frame(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
             "noise": (comp.get("noise") or {}).get("metrics", {}).get(metric_id) if "noise" in comp else None,
             "has_noise": "noise" in comp, "higher_is_better": m.get("higher_is_better"), "baseline_fdfr": base_fdfr,
             "budget": lab["budget"], "measured_linf": lab["measured_linf"], "psnr": lab["psnr"], "ssim": lab["ssim"],
-            "seconds_per_image": lab["defense_seconds_per_image"],
+            **{c: lab[c] for c in PERCEPTIBILITY}, "lpips_unavailable": lab["lpips_unavailable"],
+            "seconds_per_image": lab["defense_seconds_per_image"], "peak_rss_mib": lab["defense_peak_rss_mib"],
         })
     return pd.DataFrame(rows)
 
@@ -99,8 +105,10 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
         row["note"] = "; ".join(filter(None, [
             "" if complete else f"not ranked: {int(g['undefined'].max())} identity(ies) without a value ({UNDEFINED_RULE.split(':')[0]})",
             "baseline failed (no-defense FDFR > 0.5): not a protection" if g["baseline_failed"].any() else ""]))
-        for col in ("budget", "measured_linf", "psnr", "ssim", "seconds_per_image"):
+        for col in (*PERCEPTIBILITY, *COST):
             row[col] = float(pd.to_numeric(f[col], errors="coerce").mean())
+        row["measured_linf"] = float(pd.to_numeric(f["measured_linf"], errors="coerce").max())  # the budget check's view
+        row["lpips_unavailable"] = "; ".join(sorted(set(f["lpips_unavailable"]) - {""}))
         rows.append(row)
     table = pd.DataFrame(rows)
     ranked = table["worst case"].where(~table["note"].str.contains("baseline failed"))
@@ -109,6 +117,34 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
     reference = {"defense": "none (reference)", "worst case": 0.0, "note": "protection vs itself is 0 by definition",
                  **{c: 0.0 for c in stats["combo"].unique()}}
     return pd.concat([table, pd.DataFrame([reference])], ignore_index=True)
+
+
+def display_ranking(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
+    """The worst-case table as the page shows it (words stay words) and the reasons for the
+    values that are not numbers, keyed (defense, column)."""
+    if table.empty:
+        return table, {}
+    f = lambda v, d=3: D.fmt(float(v), digits=d) if v is not None and not (isinstance(v, float) and math.isnan(v)) else "—"  # noqa: E731
+    combos = [c for c in table.columns if " · " in c]
+    rows, reasons = [], {}
+    for _, r in table.iterrows():
+        ref = r["defense"] == "none (reference)"
+        lo, hi = r["worst CI"] if isinstance(r.get("worst CI"), tuple) else (math.nan, math.nan)
+        row = {"rank": "" if pd.isna(r.get("rank")) else str(int(r["rank"])), "defense": r["defense"],
+               **{c: f(r[c]) for c in combos},
+               "worst case [95% CI]": f(r["worst case"]) + ("" if ref or math.isnan(lo) else f" [{f(lo)}, {f(hi)}]"),
+               "worst at": r.get("worst combo") or "", "p vs none": "" if ref else f(r.get("worst p")),
+               "worst vs noise": "" if ref else f(r.get("worst vs noise"))}
+        if not ref:
+            row.update({"n": str(int(r["n"])), "budget /255": f(r["budget"]), "L-inf /255": f(r["measured_linf"]),
+                        "PSNR dB": f(r["psnr"]), "SSIM": f(r["ssim"]), "ΔE00": f(r["ciede2000"]),
+                        "changed px": f(r["changed_fraction"]), "LPIPS": f(r["lpips"]) if not math.isnan(r["lpips"]) else "unavailable",
+                        "s/image": f(r["seconds_per_image"]), "peak MiB": f(r["peak_rss_mib"], 4)})
+            if math.isnan(r["lpips"]) and r.get("lpips_unavailable"):
+                reasons[(r["defense"], "LPIPS")] = r["lpips_unavailable"]
+        row["note"] = r.get("note") or ""
+        rows.append(row)
+    return pd.DataFrame(rows).fillna(""), reasons
 
 
 def default_metric(records: list[dict[str, Any]], cells: pd.DataFrame, metrics: pd.DataFrame, group: str) -> str | None:
@@ -146,7 +182,11 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
             "identities": sorted(dcells["identity"].unique().tolist()), "cells": len(dcells),
             "budget": float(dcells["budget"].mean()), "measured_linf": float(dcells["measured_linf"].max()),
             "psnr": float(dcells["psnr"].mean()), "ssim": float(dcells["ssim"].mean()),
-            "seconds_per_image": float(dcells["defense_seconds_per_image"].mean()), "metrics": {}, "flags": [],
+            "ciede2000": _plain(dcells["ciede2000"].mean()), "changed_fraction": _plain(dcells["changed_fraction"].mean()),
+            "lpips": _plain(dcells["lpips"].mean()),
+            **({"lpips_unavailable": "; ".join(sorted(set(dcells["lpips_unavailable"]) - {""}))} if dcells["lpips"].isna().any() else {}),
+            "seconds_per_image": float(dcells["defense_seconds_per_image"].mean()),
+            "peak_rss_mib": _plain(dcells["defense_peak_rss_mib"].max()), "metrics": {}, "flags": [],
             "undefined_rule": UNDEFINED_RULE,
         }
         for mid in directed:
@@ -160,6 +200,12 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
                                      "worst_case_vs_noise": _plain(stats["vs_noise"].min()) if complete else None}
             if stats["baseline_failed"].any() and "baseline failed" not in entry["flags"]:
                 entry["flags"].append("baseline failed")
+        for mid in P.pooled_metric_ids(records):
+            pt = P.pooled_fid_table(records, cells, group, mid)
+            pt = pt[pt["defense"] == d] if not pt.empty else pt
+            entry.setdefault("pooled", {})[mid] = {"protocol": P.LABEL, "by_combination": {
+                r["combo"]: {k: _plain(r[k]) for k in ("fid", "vs_none", "identities", "n_generated", "n_reference", "status")}
+                for _, r in pt.iterrows()}}
         out.append(entry)
     return out
 

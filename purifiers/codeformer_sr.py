@@ -34,6 +34,7 @@ PAPER_NEGATIVE = "noisy, abstract, pattern, low quality"  # seed 002 Sec. 4.2 'N
 
 class CodeFormerSR(Purifier):
     name = "codeformer-sr"
+    links = {"code": "https://github.com/liuyixin-louis/DiffShortcut"}
     aliases = ("diffshortcut", "codeformer")
     summary = "CodeFormer (w=0.5) + x4 SR from 128 px (SD x4 upscaler or Real-ESRGAN), with DiffShortcut's negative tokens."
     version = "1"

@@ -20,6 +20,7 @@ RID = "RID (seed 000) Diffpure setting, via shared/reference/methods.md"
 
 class DiffPure(Purifier):
     name = "diffpure"
+    links = {"paper": "https://arxiv.org/abs/2205.07460 (RID's SD img2img setting)"}
     aliases = ("diff-pure", "sdedit")
     summary = "SDEdit purification with a pixel DDPM (space=pixel) or SD img2img (space=latent); DDSPure timestep optional."
     version = "1"

@@ -106,6 +106,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------ plugin
 class GrIDPure(Purifier):
     name = "gridpure"
+    links = {"code": "https://github.com/ZhengyueZhao/GrIDPure"}
     aliases = ("grid-pure",)
     summary = "Iterative small-step DiffPure on overlapping windows, mixed with the previous iterate (seed 002 Alg. 2)."
     version = "1"

@@ -49,6 +49,7 @@ def tv_guo(x: np.ndarray, keep: np.ndarray, lam: float) -> np.ndarray:
 
 class TVM(Purifier):
     name = "tvm"
+    links = {"paper": "https://arxiv.org/abs/1711.00117"}
     aliases = ("total-variation",)
     summary = "Total-variation minimisation: seed 002's masked TV_2 problem (cvxpy) or scikit-image Chambolle."
     version = "1"

@@ -36,6 +36,9 @@ def test_cell_runs_end_to_end_then_comes_from_cache(faces, e2e_home):
     assert "protection" in first.stdout  # baseline and defense side by side
     d = rec["stages"]["defense"]
     assert d["measured_linf"] <= d["budget"] == 16.0 and d["seconds_per_image"] > 0
+    assert d["ciede2000"] > 0 and 0 < d["changed_fraction"] <= 1 and d["peak_rss_mib"] >= d["rss_start_mib"] > 0
+    assert d["lpips"] is None and "LPIPS weights not present offline" in d["lpips_unavailable"]  # never another network
+    assert rec["links"]["defense:advdm"]["paper"].startswith("https://arxiv.org/")
     assert set(rec["metrics"]) == {"fdfr[dlib]", "ism[dlib]", "aism[dlib]", "idr[dlib]", "brisque[libsvm]"}
     assert rec["protocol"]["attack"]["name"] == "dreambooth" and rec["protocol"]["defense"]["params"]["eps"] == 16.0
     assert rec["stages"]["purifier"][0]["vs_clean"]["psnr"] > 20

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from leaderboard import data as D
 from leaderboard import export as E
 from leaderboard import reported as R
-from leaderboard_seed import BRISQUE_REASON, PAPER, PERTURB, TINY, make_record, seed_home
+from leaderboard_seed import BRISQUE_REASON, LPIPS_REASON, PAPER, PERTURB, TINY, make_record, seed_home
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "leaderboard" / "app.py")
@@ -310,28 +310,44 @@ def test_reported_vs_ours_labels_protocol_difference(seeded):
 
 
 # ------------------------------------------------------------------------ AppTest
+TINY_TITLE = "tiny profile · zoo:tiny-sd · 64 px · anti-db, 2 identities · metrics by dlib, libsvm"
+PAPER_TITLE = "paper profile · stabilityai/stable-diffusion-2-1-base · 512 px · anti-db, 1 identity · metrics by dlib, libsvm"
+
+
 def test_app_main_table_groups_and_filters(seeded, monkeypatch):
     home = seeded[0]
     at = _app(home, monkeypatch)
-    heads = [s.value for s in at.subheader]
-    assert heads == [f"Protocol group {TINY} — tiny profile", f"Protocol group {PAPER} — paper profile"]
-    assert any("profile tiny" in c.value and "64 px" in c.value for c in at.caption)
-    tiny, paper = at.table[0].value, at.table[1].value
-    assert len(tiny) == 6 and len(paper) == 2  # two groups, two tables: never one ranking
+    assert not at.exception
+    assert [s.value for s in at.subheader] == [TINY_TITLE, PAPER_TITLE]  # readable titles ...
+    assert any(c.value.startswith(f"protocol group {TINY} · profile tiny") and "64 px" in c.value for c in at.caption)  # ... hash as detail
+    ranking, tiny, paper = (t.value for t in at.table)
+    # one row per defense, ranked by the worst case over purifier x attack (ISM protection vs none)
+    assert list(ranking["defense"]) == ["aspl", "advdm", "none (reference)"] and list(ranking["rank"][:2]) == ["1", "2"]
+    assert ranking.iloc[0]["worst case [95% CI]"] == "0.2 [0.18, 0.22]" and ranking.iloc[0]["worst at"] == "jpeg · dreambooth"
+    assert ranking.iloc[1]["worst case [95% CI]"] == "0.15 [0.13, 0.17]" and ranking.iloc[1]["none · dreambooth"] == "0.3"
+    assert ranking.iloc[0]["p vs none"] == "0.5" and ranking.iloc[0]["n"] == "2"  # exact Wilcoxon, two identities
+    assert ranking.iloc[0]["LPIPS"] == "unavailable" and ranking.iloc[0]["ΔE00"] == "1.5" and ranking.iloc[0]["peak MiB"] == "105"
+    expanders = " ".join(m.value for e in at.expander for m in e.markdown)
+    assert LPIPS_REASON in expanders and BRISQUE_REASON in expanders
+    assert "[paper](https://example.org/aspl)" in expanders and "code: none published" in expanders
+    assert any("No per-defense ranking" in i.value for i in at.info)  # the paper group has no paired comparison
+    assert len(tiny) == 6 and len(paper) == 2  # two groups, their own tables: never one ranking
     assert list(tiny.iloc[0][["defense", "purifier", "rank", "ism[dlib] ↓"]]) == ["aspl", "none", "1", "0.15"]
     assert list(paper.iloc[0][["defense", "rank", "ism[dlib] ↓"]]) == ["advdm", "1", "0.05"]
     assert tiny.set_index(["defense", "purifier"]).loc[("aspl", "jpeg"), "brisque[libsvm] ↑"] == "unavailable"
-    reasons = at.expander[0]
-    assert BRISQUE_REASON in " ".join(m.value for m in reasons.markdown)
     # re-sort by FDFR (↑): aspl rows first
     at.selectbox(key=f"rank-{TINY}").set_value("fdfr[dlib]").run()
-    assert list(at.table[0].value["defense"][:2]) == ["aspl", "aspl"]
-    # filters: purifier jpeg + profile tiny -> one table, jpeg rows only
+    assert list(at.table[1].value["defense"][:2]) == ["aspl", "aspl"]
+    # the ranking metric can be changed: worst-case FDFR protection (aspl +0.5, advdm +0.25 everywhere)
+    at.selectbox(key=f"worst-{TINY}").set_value("fdfr[dlib]").run()
+    assert list(at.table[0].value["worst case [95% CI]"][:2]) == ["0.5 [0.5, 0.5]", "0.25 [0.25, 0.25]"]
+    # filters: purifier jpeg + profile tiny -> one group, jpeg rows only
     at.sidebar.multiselect(key="f-profile").set_value(["tiny"]).run()
     at.sidebar.multiselect(key="f-purifier_label").set_value(["jpeg"]).run()
     assert not at.exception
-    assert [s.value for s in at.subheader] == [f"Protocol group {TINY} — tiny profile"]
-    assert len(at.table) == 1 and set(at.table[0].value["purifier"]) == {"jpeg"} and len(at.table[0].value) == 3
+    assert [s.value for s in at.subheader] == [TINY_TITLE]
+    assert len(at.table) == 2 and set(at.table[1].value["purifier"]) == {"jpeg"} and len(at.table[1].value) == 3
+    assert [c for c in at.table[0].value.columns if " · " in c] == ["jpeg · dreambooth"]
     at.sidebar.multiselect(key="f-attack_label").set_value(["dreambooth"]).run()
     at.sidebar.multiselect(key="f-base_model").set_value(["stabilityai/stable-diffusion-2-1-base"]).run()
     assert any("no cell matches" in i.value for i in at.info)
@@ -408,7 +424,8 @@ def test_app_imports_no_plugin_code(seeded):
         "for page in ('Robustness heatmap', 'Cost vs protection', 'Cell drill-down', 'Reported vs reproduced'):\n"
         "    at.sidebar.radio(key='page').set_value(page).run()\n"
         "assert not at.exception, at.exception\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('defenses', 'attacks', 'purifiers', 'metrics', 'bench', 'torch', 'diffusers')]\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('defenses', 'attacks', 'purifiers', 'metrics', 'bench', 'torch', 'diffusers')\n"
+        "       and m not in ('bench', 'bench.stats')]  # bench.stats: the paired statistics, numpy/scipy only\n"
         "print(json.dumps(bad))\n"
     )
     env = {**os.environ, "BENCH_LEADERBOARD_HOME": str(seeded[0])}

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from leaderboard_seed import PAPER, TINY, seed_home
+from test_leaderboard import PAPER_TITLE, TINY_TITLE
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -87,14 +88,19 @@ def test_leaderboard_in_chromium(server):
             page = browser.new_page(viewport={"width": 1400, "height": 2600})
             page.set_default_timeout(30000)
 
-            # (1) main table: one table per protocol group, ranked within its group
+            # (1) main page: per group a readable title, the per-defense ranking (worst case over purifier x
+            # attack, with its CI) and the table of all cells; groups never ranked together
             page.goto(f"{url}/?page=main")
-            expect(page.get_by_text(f"Protocol group {TINY} — tiny profile")).to_be_visible()
-            expect(page.get_by_text(f"Protocol group {PAPER} — paper profile")).to_be_visible()
-            expect(page.locator("[data-testid=stTable]")).to_have_count(2)
-            tiny, paper = _table_text(page, 0), _table_text(page, 1)
+            expect(page.get_by_text(TINY_TITLE)).to_be_visible()
+            expect(page.get_by_text(PAPER_TITLE)).to_be_visible()
+            expect(page.get_by_text(f"protocol group {TINY} · profile tiny", exact=False)).to_be_visible()
+            expect(page.locator("[data-testid=stTable]")).to_have_count(3)  # tiny ranking, tiny cells, paper cells
+            ranking = page.locator("[data-testid=stTable]").nth(0)
+            top = [c.strip() for c in ranking.locator("tbody tr").nth(0).locator("td,th").all_inner_texts()]
+            assert "aspl" in top and "0.2 [0.18, 0.22]" in top and "unavailable" in top, top  # LPIPS: no weights offline
+            tiny, paper = _table_text(page, 1), _table_text(page, 2)
             rows = [r.split("\t") for r in tiny.splitlines() if r.strip()]
-            first = [c.strip() for c in page.locator("[data-testid=stTable]").nth(0).locator("tbody tr").nth(0).locator("td,th").all_inner_texts()]
+            first = [c.strip() for c in page.locator("[data-testid=stTable]").nth(1).locator("tbody tr").nth(0).locator("td,th").all_inner_texts()]
             assert first[:4] == ["aspl", "none", "dreambooth", "1"] and "0.15" in first, first
             assert "ism[dlib] ↓" in tiny and "unavailable" in tiny and "0.05" not in tiny, rows
             assert "0.05" in paper and "0.15" not in paper
@@ -115,6 +121,13 @@ def test_leaderboard_in_chromium(server):
             assert cells["advdm"] == ["0.25", "0.4"] and cells["aspl"] == ["0.15", "0.35"] and cells["none"] == ["0.55", "0.55"]
             expect(page.locator("[data-testid=stVegaLiteChart]")).to_have_count(1)
             _shot(page, tmp, "heatmap")
+
+            # (3) image grid: one identity and seed, one column per defense (none first)
+            page.goto(f"{url}/?page=grid")
+            expect(page.get_by_text("Image grid: one identity, one seed, every defense")).to_be_visible()
+            expect(page.locator("[data-testid=stImage] img")).to_have_count(3 * 5)  # clean, protected, |Δ|, 2 generated
+            expect(page.get_by_text("max 4/255").first).to_be_visible()
+            _shot(page, tmp, "grid")
 
             # (4) drill-down of one cell: images, perturbation, per-identity values, protocol
             key = recs[f"{TINY}/id1/advdm/jpeg"]["cell_key"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -15,13 +16,18 @@ from bench.protocol import CellConfig
 from bench.registry import Registry
 from bench.runner import Runner
 from leaderboard import data as D
+from leaderboard import pooled as P
 from leaderboard.ranking import entries, worst_case_table
+from metrics.fid import pooled_fid
+
+POOLED = "fid[dlib-face,pooling=pooled]"
+APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
 
 IDS = ("g111420", "g115983")
 DEFENSES = {"advdm": ["defense.steps=3"], "aspl": ["defense.outer_steps=1", "defense.pgd_steps=2", "defense.surrogate_steps=1"],
             "noise": ["defense.eps=8"]}
 SMALL = ["attack.steps=4", "attack.batch_size=2", "generation.images_per_prompt=2", "generation.steps=3",
-         "generation.prompts=[a photo of sks person]", "metrics=fdfr[dlib],idr[dlib]"]
+         "generation.prompts=[a photo of sks person]", "metrics=fdfr[dlib],idr[dlib],fid[dlib-face,pooling=pooled]"]
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +90,56 @@ def test_entries_json_and_static_page_from_files_alone(matrix, cli, tmp_path):
     assert shown == sorted(shown, reverse=True)
     empty = cli("export", "--from-entries", str(tmp_path))
     assert empty.returncode == 2 and "no entry files" in empty.stderr
+
+
+def test_pooled_fid_pools_every_identity_of_a_combination(matrix):
+    """One FID per defense and purifier x attack over both identities' features together (the cells
+    store features, no value of their own), equal to metrics.fid.pooled_fid over the same cells."""
+    home, _ = matrix
+    records, _ = D.load_records(home)
+    cells = D.cells_frame(records)
+    (group,) = cells["protocol_group"].unique()
+    assert P.pooled_metric_ids(records) == [POOLED]
+    assert all(r["metrics"][POOLED]["value"] is None for r in records)  # a pooled cell has no value alone
+    table = P.pooled_fid_table(records, cells, group, POOLED).set_index(["defense", "combo"])
+    assert {d for d, _ in table.index} == {"none", "advdm", "aspl", "noise (eps=8.0)"}
+    labels = cells.set_index("cell_key")
+    for (defense, combo), row in table.iterrows():
+        members = [r for r in records if labels.loc[r["cell_key"], "defense_label"] == defense
+                   and f"{labels.loc[r['cell_key'], 'purifier_label']} · {labels.loc[r['cell_key'], 'attack_label']}" == combo]
+        assert row["identities"] == 2 and len(members) == 2
+        expected = pooled_fid([r["metrics"][POOLED] for r in members])
+        assert (row["status"] == "ok") == (expected.status == "ok"), (row["status"], expected.status)
+        if expected.status == "ok":
+            assert row["fid"] == pytest.approx(expected.value) and row["n_generated"] == expected.extra["n_generated"]
+            per_id = [pooled_fid([r["metrics"][POOLED]]).value for r in members]
+            assert row["fid"] != pytest.approx(sum(per_id) / 2)  # pooling is not the mean of per-identity FIDs
+    assert (table.xs("none", level="defense")["vs_none"].dropna() == 0).all()
+    entry = next(e for e in entries(records, group) if e["defense"] == "advdm")
+    assert set(entry["pooled"][POOLED]["by_combination"]) == {"none · dreambooth", "jpeg · dreambooth"}
+
+
+def test_page_ranks_defenses_and_shows_one_identity_across_defenses(matrix, monkeypatch):
+    """The Streamlit page over the real matrix: the per-defense ranking table, the pooled FID
+    table, and the image grid with one column per defense for one identity and seed."""
+    from streamlit.testing.v1 import AppTest
+
+    home, _ = matrix
+    monkeypatch.setenv("BENCH_LEADERBOARD_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    ranking = at.table[0].value
+    assert set(ranking["defense"]) == {"advdm", "aspl", "noise (eps=8.0)", "none (reference)"}
+    assert {"jpeg · dreambooth", "none · dreambooth", "worst case [95% CI]", "p vs none", "LPIPS", "ΔE00"} <= set(ranking.columns)
+    assert any(f"**Pooled FID** `{POOLED}`" in m.value for m in at.markdown)
+
+    at.sidebar.radio(key="page").set_value("Image grid").run()
+    assert not at.exception, at.exception
+    heads = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    assert heads == ["**none**", "**noise (eps=8.0)**", "**advdm**", "**aspl**"]  # the references first
+    captions = [c for img in at.get("image") for c in img.captions]
+    generated = [c for c in captions if c.startswith("generated:")]
+    assert len(generated) == 2 * 4 and len(set(generated)) == 2  # same prompts and seeds in every column
+    diffs = [int(c.split("max ")[1].split("/")[0]) for c in captions if c.startswith("|Δ|")]
+    assert len(diffs) == 4 and diffs[0] == 0 and 0 < max(diffs) <= 16  # none changes nothing; within the budget

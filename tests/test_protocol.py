@@ -1,7 +1,7 @@
 import pytest
 
 from bench.errors import BenchError
-from bench.protocol import CellConfig, parse_metric_id, protocol_group, resolve
+from bench.protocol import CellConfig, parse_metric_id, protocol_group, resolve, resolve_metric
 from bench.artifacts import stable_hash
 from bench.registry import Registry
 
@@ -80,4 +80,12 @@ def test_yaml_round_trip(tmp_path, reg):
 
 def test_metric_ids_name_their_backend():
     assert parse_metric_id("ism[dlib]") == ("ism", {"backend": "dlib"})
+    assert parse_metric_id("fid[dlib-face,pooling=pooled]") == ("fid", {"backend": "dlib-face", "pooling": "pooled"})
+    for bad in ("fid[dlib-face", "fid[dlib-face,pooled]", "fid[,pooling=pooled,x]"):
+        with pytest.raises(BenchError, match="metric 'fid"):
+            parse_metric_id(bad)
+    cfg = CellConfig.build({}, ["metrics=fdfr[dlib],fid[dlib-face,pooling=pooled],fid[dlib-face]"])
+    assert cfg.metrics == ["fdfr[dlib]", "fid[dlib-face,pooling=pooled]", "fid[dlib-face]"]  # commas inside [] stay
+    ids = [resolve_metric(m, Registry(), "tiny")["id"] for m in cfg.metrics]
+    assert ids == ["fdfr[dlib]", "fid[dlib-face,pooling=pooled]", "fid[dlib-face]"]  # pooling named only off its default
     assert parse_metric_id("psnr") == ("psnr", {})
