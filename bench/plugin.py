@@ -188,6 +188,11 @@ class Defense(Plugin):
     kind = "defense"
     level: ClassVar[str] = "image"  # "image" or "model"
 
+    def encoders_seen(self) -> list[str]:
+        """Identity encoders this defense optimises against, by metric backend name ("dlib"):
+        an identity metric computed with one of them is white-box and flagged as such."""
+        return []
+
 
 class ImageDefense(Defense):
     level = "image"

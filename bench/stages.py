@@ -239,7 +239,7 @@ def _build_defense(env, inputs, store, log):
         return {
             "level": "image", "budget": budget, **meas, "seconds_total": round(seconds, 3),
             "seconds_per_image": round(seconds / max(1, len(out)), 4), **memory.record(), "notes": ctx.notes.pop("defense", {}),
-            "base_weights": base.weights,
+            "base_weights": base.weights, "encoders_seen": list(defense.encoders_seen()),
         }
 
     return build

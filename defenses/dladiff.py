@@ -81,6 +81,9 @@ class DLADiff(ImageDefense):
     def budget(self) -> float:
         return (self.p.eps_ft if "ft" in self.p.layers else 0.0) + (self.p.eps_zs if "zs" in self.p.layers else 0.0)
 
+    def encoders_seen(self) -> list[str]:
+        return list(self.p.zs_encoders) if "zs" in self.p.layers else []  # layer 2 attacks them (Eq. 10-11)
+
     def check(self) -> None:
         if not self.p.layers:
             raise BenchError("defense.dladiff.layers: choose at least one of ft, zs")

@@ -143,6 +143,7 @@ def cells_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                                                                   if d.get("level") == "model" else "not measured (the record predates LPIPS)"),
             "defense_seconds_per_image": _num(d.get("seconds_per_image")),
             "defense_peak_rss_mib": _num(d.get("peak_rss_mib")),
+            "encoders_seen": ",".join(d.get("encoders_seen") or []),
             "purifier_seconds_per_image": sum(_num(x.get("seconds_per_image")) for x in purs) if purs else math.nan,
         })
     df = pd.DataFrame(rows)
@@ -260,6 +261,13 @@ def describe_group(cells: pd.DataFrame, group: str) -> str:
     return (f"protocol group {group} · profile {row['profile']} · base model {row['base_model']} · "
             f"{row['resolution']} px · dataset {row['dataset']} · metrics {row['metric_set']}"
             + (f" · generation {gen_s}" if gen_s else ""))
+
+
+def white_box(metric_id: str, encoders_seen: str) -> str | None:
+    """The encoder a metric shares with the defense (ism[dlib] vs a defense that optimised
+    against dlib), else None: such a value is measured white-box."""
+    backend = metric_id.partition("[")[2].rstrip("]").split(",")[0]
+    return next((e for e in filter(None, encoders_seen.split(",")) if backend == e or backend.startswith(e + "-")), None)
 
 
 def group_title(cells: pd.DataFrame, group: str) -> str:

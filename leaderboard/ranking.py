@@ -54,7 +54,7 @@ def protection_frame(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
             "noise": (comp.get("noise") or {}).get("metrics", {}).get(metric_id) if "noise" in comp else None,
             "has_noise": "noise" in comp, "higher_is_better": m.get("higher_is_better"), "baseline_fdfr": base_fdfr,
             "budget": lab["budget"], "measured_linf": lab["measured_linf"], "psnr": lab["psnr"], "ssim": lab["ssim"],
-            **{c: lab[c] for c in PERCEPTIBILITY}, "lpips_unavailable": lab["lpips_unavailable"],
+            **{c: lab[c] for c in PERCEPTIBILITY}, "lpips_unavailable": lab["lpips_unavailable"], "encoders_seen": lab["encoders_seen"],
             "seconds_per_image": lab["defense_seconds_per_image"], "peak_rss_mib": lab["defense_peak_rss_mib"],
         })
     return pd.DataFrame(rows)
@@ -102,9 +102,12 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
         row["worst p"] = worst["p"] if worst is not None else math.nan
         row["worst vs noise"] = float(g["vs_noise"].min()) if complete and g["vs_noise"].notna().all() else math.nan
         row["n"] = int(g["n"].min())
+        seen = ",".join(sorted(set(",".join(f["encoders_seen"]).split(",")) - {""}))
+        enc = D.white_box(metric_id, seen)
         row["note"] = "; ".join(filter(None, [
             "" if complete else f"not ranked: {int(g['undefined'].max())} identity(ies) without a value ({UNDEFINED_RULE.split(':')[0]})",
-            "baseline failed (no-defense FDFR > 0.5): not a protection" if g["baseline_failed"].any() else ""]))
+            "baseline failed (no-defense FDFR > 0.5): not a protection" if g["baseline_failed"].any() else "",
+            f"white-box: the defense optimised against the {enc} encoder this metric uses" if enc else ""]))
         for col in (*PERCEPTIBILITY, *COST):
             row[col] = float(pd.to_numeric(f[col], errors="coerce").mean())
         row["measured_linf"] = float(pd.to_numeric(f["measured_linf"], errors="coerce").max())  # the budget check's view
@@ -186,6 +189,7 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
             "lpips": _plain(dcells["lpips"].mean()),
             **({"lpips_unavailable": "; ".join(sorted(set(dcells["lpips_unavailable"]) - {""}))} if dcells["lpips"].isna().any() else {}),
             "seconds_per_image": float(dcells["defense_seconds_per_image"].mean()),
+            "encoders_seen": sorted(set(",".join(dcells["encoders_seen"]).split(",")) - {""}),
             "peak_rss_mib": _plain(dcells["defense_peak_rss_mib"].max()), "metrics": {}, "flags": [],
             "undefined_rule": UNDEFINED_RULE,
         }
@@ -200,6 +204,12 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
                                      "worst_case_vs_noise": _plain(stats["vs_noise"].min()) if complete else None}
             if stats["baseline_failed"].any() and "baseline failed" not in entry["flags"]:
                 entry["flags"].append("baseline failed")
+            seen = ",".join(dcells["encoders_seen"])
+            if D.white_box(mid, seen):
+                entry["flags"].append(f"metric encoder seen by the defense: {mid} ({D.white_box(mid, seen)})")
+            bad = metrics[metrics["cell_key"].isin(dcells["cell_key"]) & (metrics["metric_id"] == mid) & (metrics["status"] == "unavailable")]
+            if len(bad):
+                entry["flags"].append(f"unavailable cells: {mid} in {len(bad)} of {len(dcells)} ({bad['reason'].iloc[0]})")
         for mid in P.pooled_metric_ids(records):
             pt = P.pooled_fid_table(records, cells, group, mid)
             pt = pt[pt["defense"] == d] if not pt.empty else pt

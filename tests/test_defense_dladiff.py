@@ -193,3 +193,9 @@ def test_bad_parameters_are_one_line_errors():
         with pytest.raises(BenchError):
             DLADiff(bad, "tiny")
     assert DLADiff({"layers": "zs"}, "paper").budget() == 11.0
+
+
+def test_declares_the_encoders_its_identity_layer_attacks():
+    """Recorded in the defense stage; the leaderboard flags ism[dlib] of such a cell as white-box."""
+    assert DLADiff({}, "tiny").encoders_seen() == ["dlib"]
+    assert DLADiff({"layers": "ft"}, "tiny").encoders_seen() == []  # no identity layer, nothing seen

@@ -452,3 +452,22 @@ def test_cli_export_and_leaderboard_errors(seeded, cli, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: unknown format 'pdf'; choose one of csv, md, latex, json"]
     port = cli("leaderboard", "--port", "0", "--home", str(home))
     assert port.returncode == 2 and "out of range" in port.stderr
+
+
+def test_entries_flag_white_box_metrics_and_unavailable_cells(tmp_path):
+    """A defense that optimised against the encoder a metric uses (DLADiff's layer 2 and dlib)
+    is flagged on that metric; a metric unavailable in some of a defense's cells is flagged with
+    the count and the reason."""
+    from leaderboard.ranking import entries, worst_case_table
+
+    records = list(seed_home(tmp_path / "home").values())
+    for r in records:
+        if r["protocol"]["defense"]["name"] == "advdm":
+            r["stages"]["defense"]["encoders_seen"] = ["dlib"]
+    es = {e["defense"]: e for e in entries(records, TINY)}
+    assert "metric encoder seen by the defense: ism[dlib] (dlib)" in es["advdm"]["flags"] and es["advdm"]["encoders_seen"] == ["dlib"]
+    assert not any("encoder" in f for f in es["aspl"]["flags"])
+    assert f"unavailable cells: brisque[libsvm] in 2 of 4 ({BRISQUE_REASON})" in es["aspl"]["flags"]
+    notes = worst_case_table(records, D.cells_frame(records), TINY, "ism[dlib]").set_index("defense")["note"]
+    assert "white-box" in notes["advdm"] and "white-box" not in notes["aspl"]
+    assert D.white_box("fid[dlib-face,pooling=pooled]", "dlib") == "dlib" and D.white_box("ism[arcface]", "dlib") is None

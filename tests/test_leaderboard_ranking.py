@@ -102,7 +102,7 @@ def test_pooled_fid_pools_every_identity_of_a_combination(matrix):
     assert P.pooled_metric_ids(records) == [POOLED]
     assert all(r["metrics"][POOLED]["value"] is None for r in records)  # a pooled cell has no value alone
     table = P.pooled_fid_table(records, cells, group, POOLED).set_index(["defense", "combo"])
-    assert {d for d, _ in table.index} == {"none", "advdm", "aspl", "noise (eps=8.0)"}
+    assert {d for d, _ in table.index} >= {"none", "advdm", "aspl", "noise (eps=8.0)"}  # and the companions' noise
     labels = cells.set_index("cell_key")
     for (defense, combo), row in table.iterrows():
         members = [r for r in records if labels.loc[r["cell_key"], "defense_label"] == defense
@@ -114,6 +114,7 @@ def test_pooled_fid_pools_every_identity_of_a_combination(matrix):
             assert row["fid"] == pytest.approx(expected.value) and row["n_generated"] == expected.extra["n_generated"]
             per_id = [pooled_fid([r["metrics"][POOLED]]).value for r in members]
             assert row["fid"] != pytest.approx(sum(per_id) / 2)  # pooling is not the mean of per-identity FIDs
+    assert (table["status"] == "ok").sum() >= len(table) / 2, table["status"]  # faces found: the check above ran
     assert (table.xs("none", level="defense")["vs_none"].dropna() == 0).all()
     entry = next(e for e in entries(records, group) if e["defense"] == "advdm")
     assert set(entry["pooled"][POOLED]["by_combination"]) == {"none · dreambooth", "jpeg · dreambooth"}
@@ -137,9 +138,10 @@ def test_page_ranks_defenses_and_shows_one_identity_across_defenses(matrix, monk
     at.sidebar.radio(key="page").set_value("Image grid").run()
     assert not at.exception, at.exception
     heads = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
-    assert heads == ["**none**", "**noise (eps=8.0)**", "**advdm**", "**aspl**"]  # the references first
+    assert heads[0] == "**none**" and heads[-2:] == ["**advdm**", "**aspl**"]  # the references first
+    assert "**noise (eps=8.0)**" in heads and all(h.startswith("**noise") for h in heads[1:-2])
     captions = [c for img in at.get("image") for c in img.captions]
     generated = [c for c in captions if c.startswith("generated:")]
-    assert len(generated) == 2 * 4 and len(set(generated)) == 2  # same prompts and seeds in every column
+    assert len(generated) == 2 * len(heads) and len(set(generated)) == 2  # same prompts and seeds in every column
     diffs = [int(c.split("max ")[1].split("/")[0]) for c in captions if c.startswith("|Δ|")]
-    assert len(diffs) == 4 and diffs[0] == 0 and 0 < max(diffs) <= 16  # none changes nothing; within the budget
+    assert len(diffs) == len(heads) and diffs[0] == 0 and 0 < max(diffs) <= 16  # none changes nothing; within the budget
