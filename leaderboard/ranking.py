@@ -18,6 +18,7 @@ from bench.stats import paired_comparison
 
 from . import data as D
 from . import pooled as P
+from . import reported as R
 
 BASELINE_FAILED_FDFR = 0.5  # a no-defense baseline missing this many faces measures nothing (issue #17 item 2)
 UNDEFINED_RULE = ("protection is computed over identities where the defended and the companion value both exist; "
@@ -176,6 +177,8 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
     rank_metric = default_metric(records, cells, metrics, group)
     out = []
     compared = {r["cell_key"] for r in records if "compare" in r}  # defended cells; companions alone are not entries
+    rep = R.compare(R.load()[1], sub, metrics)
+    rep = rep[rep["group"] == group] if not rep.empty else rep
     for d, dcells in sub[sub["cell_key"].isin(compared)].groupby("defense_label", sort=True):
         first = next(r for r in records if r["cell_key"] == dcells["cell_key"].iloc[0])
         entry: dict[str, Any] = {
@@ -210,6 +213,11 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
             bad = metrics[metrics["cell_key"].isin(dcells["cell_key"]) & (metrics["metric_id"] == mid) & (metrics["status"] == "unavailable")]
             if len(bad):
                 entry["flags"].append(f"unavailable cells: {mid} in {len(bad)} of {len(dcells)} ({bad['reason'].iloc[0]})")
+        mine = rep[rep["defense"] == entry["defense_name"]] if not rep.empty else rep
+        entry["reported_vs_measured"] = [
+            {"source": r["source"], "where": r["ref"], "paper_row": r["row"], "metric": r["metric"], "reported": str(r["raw"]),
+             "ours_metric": r["ours_metric"], "ours": _plain(r["ours"]), "gap": _plain(r["gap"]), "comparison": r["comparison"]}
+            for _, r in mine.iterrows()]
         for mid in P.pooled_metric_ids(records):
             pt = P.pooled_fid_table(records, cells, group, mid)
             pt = pt[pt["defense"] == d] if not pt.empty else pt

@@ -471,3 +471,18 @@ def test_entries_flag_white_box_metrics_and_unavailable_cells(tmp_path):
     notes = worst_case_table(records, D.cells_frame(records), TINY, "ism[dlib]").set_index("defense")["note"]
     assert "white-box" in notes["advdm"] and "white-box" not in notes["aspl"]
     assert D.white_box("fid[dlib-face,pooling=pooled]", "dlib") == "dlib" and D.white_box("ism[arcface]", "dlib") is None
+
+
+def test_entries_carry_reported_vs_measured():
+    """Each entry lists the seed papers' numbers its cells match, with the gap and whether the
+    protocols are comparable (tiny vs paper: never)."""
+    import tempfile
+
+    from leaderboard.ranking import entries
+
+    records = list(seed_home(Path(tempfile.mkdtemp()) / "home").values())
+    aspl = next(e for e in entries(records, TINY) if e["defense"] == "aspl")
+    rows = [r for r in aspl["reported_vs_measured"] if r["paper_row"] == "Anti-DB" and r["metric"] == "ISM"]
+    assert rows and all(r["comparison"].startswith("protocols differ: tiny vs paper") for r in rows)
+    assert any(r["ours"] == pytest.approx(0.15) and r["gap"] is not None for r in rows)
+    json.dumps(aspl)  # the entry file is plain JSON
