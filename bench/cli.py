@@ -46,9 +46,9 @@ def _fmt(v) -> str:
 @app.command()
 def run(
     ctx: typer.Context,
-    defense: str = typer.Option("none", "--defense", "-d", help="defense plugin (name or alias)"),
-    attack: str = typer.Option("dreambooth", "--attack", "-a", help="attack plugin"),
-    purifier: str = typer.Option("none", "--purifier", "-p", help="purifier, or a chain like jpeg+gridpure"),
+    defense: str = typer.Option("none", "--defense", "-d", help="defense plugin (name or alias), a comma list or all"),
+    attack: str = typer.Option("dreambooth", "--attack", "-a", help="attack plugin, a comma list or all"),
+    purifier: str = typer.Option("none", "--purifier", "-p", help="purifier, a chain like jpeg+gridpure, a comma list or all"),
     identity: Optional[str] = typer.Option(None, "--identity", "-i", help="identity in the dataset (default: first)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="data card name or path (default: the profile's)"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the dataset's identities"),
@@ -71,10 +71,11 @@ def run(
                                  "equal-budget noise control of each cell and show the defense beside them"),
 ):
     """Run one cell (defense -> purifier -> attack -> metrics), or a matrix when a plugin is
-    'all' or several identities are given; computes only what is not cached."""
+    'all' or a comma list, several identities are given, or a numeric parameter several values
+    (--set defense.eps=4,8,12,16); computes only what is not cached."""
     from .protocol import CellConfig
     from .runner import Runner
-    from .sweep import expand
+    from .sweep import expand, has_sweep, plugin_classes
 
     reg = _registry(plugin)
     base: dict = {}
@@ -95,7 +96,8 @@ def run(
     base["dataset"] = ds
     if metrics:
         base["metrics"] = metrics
-    matrix = "all" in (defense, purifier, attack) or identities
+    several = any(v == "all" or "," in v for v in (defense, purifier, attack))  # `-p none,jpeg`: one cell per plugin
+    matrix = several or identities or has_sweep(sets, plugin_classes(reg, defense, attack))
     if matrix:
         cell = {k: v for k, v in base.items() if k not in ("defense", "purifier", "attack", "seed")}
         cfgs = expand(cell, defense, purifier, attack, identities, [seed], sets, reg)

@@ -7,7 +7,10 @@ Sweep file (YAML):
     attacks: [db]                                           # or "all"
     identities: [n000050, rid_103]                          # or "all"; default: the card's first
     seeds: [0]
-    set: ["attack.steps=10"]                                # applied to every cell
+    set: ["attack.steps=10", "defense.eps=4,8,12,16"]      # applied to every cell
+A numeric defense/attack parameter given several comma-separated values (`--set
+defense.eps=4,8,12,16`) is a sweep: one cell per value (budget sweeps; rankings flip with
+the budget in the peers' results, docs/leaderboard.md). List-valued parameters keep commas.
 """
 
 from __future__ import annotations
@@ -33,6 +36,40 @@ def _names(value: Any, kind: str, registry: Registry) -> list[Any]:
     return list(value)
 
 
+def _sweep_values(item: str, plugin: type | None) -> list[str] | None:
+    """["4", "8"] for "defense.eps=4,8" when `eps` is an int/float parameter of the plugin."""
+    key, _, value = item.partition("=")
+    kind, _, name = key.strip().partition(".")
+    if plugin is None or kind not in ("defense", "attack") or "," not in value or "." in name:
+        return None
+    param = next((p for p in plugin.params if p.name == name), None)
+    return [v.strip() for v in value.split(",") if v.strip()] if param is not None and param.type in (int, float) else None
+
+
+def sweep_overrides(overrides: list[str], plugins: dict[str, type | None]) -> list[list[str]]:
+    """The override lists of every combination of the swept values (one list when none is swept)."""
+    choices = []
+    for item in overrides:
+        values = _sweep_values(item, plugins.get(item.partition(".")[0].strip()))
+        choices.append([f"{item.partition('=')[0]}={v}" for v in values] if values else [item])
+    return [list(c) for c in itertools.product(*choices)]
+
+
+def has_sweep(overrides: list[str], plugins: dict[str, type | None]) -> bool:
+    return len(sweep_overrides(overrides, plugins)) > 1
+
+
+def plugin_classes(registry: Registry, defense: Any, attack: Any) -> dict[str, type | None]:
+    name = lambda v: v.get("name") if isinstance(v, dict) else v  # noqa: E731
+    out: dict[str, type | None] = {}
+    for kind, value in (("defense", defense), ("attack", attack)):
+        try:
+            out[kind] = registry.get(kind, name(value))
+        except BenchError:
+            out[kind] = None  # unknown or several: the cell build reports it
+    return out
+
+
 def expand(cell: dict[str, Any], defenses: Any, purifiers: Any, attacks: Any, identities: Any, seeds: list[int],
            overrides: list[str], registry: Registry) -> list[CellConfig]:
     base = CellConfig.build(cell).model_dump()
@@ -53,7 +90,8 @@ def expand(cell: dict[str, Any], defenses: Any, purifiers: Any, attacks: Any, id
     ):
         c = dict(base)
         c.update(defense=d, purifier=p, attack=a, seed=seed, dataset={**ds, "identity": ident})
-        cells.append(CellConfig.build(c, overrides))
+        for sets in sweep_overrides(overrides, plugin_classes(registry, d, a)):
+            cells.append(CellConfig.build(c, sets))
     return cells
 
 

@@ -144,6 +144,15 @@ def ranking_section(records: list[dict], cells: pd.DataFrame, metrics: pd.DataFr
     show_table(shown)
     st.caption(K.UNDEFINED_RULE[0].upper() + K.UNDEFINED_RULE[1:] + ".")
     show_reasons(reasons)
+    curve = K.budget_curve(table)
+    if not curve.empty:  # a budget sweep: rankings can flip with the budget
+        import altair as alt
+
+        st.markdown(f"**Protection against budget** (worst case of `{metric}`, defenses run at several budgets)")
+        chart = alt.Chart(curve.dropna()).mark_line(point=True).encode(
+            x=alt.X("budget:Q", title="budget (L-inf, /255)"), y=alt.Y("worst case:Q", title=f"worst-case protection on {metric}"),
+            color="defense:N", tooltip=["label", "budget", "worst case"])
+        st.altair_chart(chart, width="stretch")
     links = D.method_links(group_records)
     cited = [D.link_markdown(k.replace(":", " "), v) for k, v in sorted(links.items()) if k.startswith(("defense:", "attack:", "purifier:"))]
     if cited:

@@ -123,6 +123,18 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
     return pd.concat([table, pd.DataFrame([reference])], ignore_index=True)
 
 
+def budget_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """Worst-case protection against the measured budget, for defenses run at several budgets
+    (a budget sweep: `--set defense.eps=4,8,12,16`); empty when none was swept."""
+    if table.empty:
+        return pd.DataFrame(columns=["defense", "budget", "worst case", "label"])
+    t = table[table["defense"] != "none (reference)"].assign(name=lambda f: f["defense"].str.split(" (", regex=False).str[0])
+    swept = t.groupby("name")["budget"].nunique()
+    t = t[t["name"].isin(swept[swept > 1].index)]
+    return pd.DataFrame({"defense": t["name"], "budget": t["budget"], "worst case": t["worst case"],
+                         "label": t["defense"]}).sort_values(["defense", "budget"]).reset_index(drop=True)
+
+
 def display_ranking(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
     """The worst-case table as the page shows it (words stay words) and the reasons for the
     values that are not numbers, keyed (defense, column)."""
@@ -262,4 +274,12 @@ def static_page(items: list[dict[str, Any]]) -> str:
                          f"{f(m.get('worst_case_vs_noise'))} | {f(e['budget'])} | {f(e['measured_linf'])} | {f(e['psnr'])} | "
                          f"{f(e['seconds_per_image'])} | {len(e['identities'])} | {', '.join(e['flags']) or '-'} |")
         parts.append("")
+        sweeps: dict[str, list[tuple[float, Any]]] = {}
+        for e in es:
+            sweeps.setdefault(e["defense_name"], []).append((e["budget"], (e["metrics"].get(metric) or {}).get("worst_case")))
+        for name, points in sorted(sweeps.items()):
+            if len({b for b, _ in points}) > 1:
+                parts += [f"protection against budget, {name} (worst case of {metric}):", "",
+                          "| budget /255 | worst case |", "|---|---|",
+                          *(f"| {b:g} | {'-' if w is None else f'{w:.4g}'} |" for b, w in sorted(points)), ""]
     return "\n".join(parts)

@@ -120,6 +120,44 @@ def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
     assert f"plan: {len(cfgs)} cells" in res.stdout and "to compute" in res.stdout
 
 
+def test_comma_lists_and_budget_sweeps_expand_into_cells(two_identities, tmp_path):
+    """`-p none,jpeg` is a matrix of two purifiers; `--set defense.eps=4,8,16` one cell per budget
+    (numeric parameters only: a list parameter keeps its commas)."""
+    reg = Registry()
+    cell = {"dataset": {"card": "anti-db", "root": str(two_identities)}}
+    cfgs = expand(cell, "advdm", "none,jpeg", "dreambooth", None, [0], ["defense.eps=4,8,16", "defense.steps=2"], reg)
+    assert sorted((c.defense.params["eps"], c.purifier[0].name) for c in cfgs) == [
+        (e, p) for e in (4, 8, 16) for p in ("jpeg", "none")]
+    assert all(c.defense.params["steps"] == 2 for c in cfgs)
+    (one,) = expand(cell, "dladiff", "none", "dreambooth", None, [0], ["defense.layers=ft,zs"], reg)
+    assert one.defense.params["layers"] == "ft,zs"  # a list parameter is not a sweep
+    res = run_cli("run", "-d", "advdm", "-p", "none,jpeg", "-a", "none", "--set", "defense.eps=4,8", "--no-compare",
+                  "--dataset", "anti-db", "--data-root", str(two_identities), "--identity", "n000050", "--dry-run",
+                  "--home", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "plan: 4 cells" in res.stdout
+
+
+def test_budget_curve_and_static_page_of_a_sweep():
+    """The page's protection-against-budget chart and the static page's table come from the
+    per-defense rows: only defenses run at several budgets are curves."""
+    import pandas as pd
+
+    from leaderboard.ranking import budget_curve, static_page
+
+    table = pd.DataFrame({"defense": ["advdm (eps=4.0)", "advdm (eps=8.0)", "aspl", "none (reference)"],
+                          "budget": [4.0, 8.0, 6.0, float("nan")], "worst case": [0.1, 0.3, 0.2, 0.0]})
+    curve = budget_curve(table)
+    assert list(curve["defense"]) == ["advdm", "advdm"] and list(curve["budget"]) == [4.0, 8.0]
+    assert list(curve["worst case"]) == [0.1, 0.3]
+    entry = lambda label, b, w: {"defense": label, "defense_name": label.split(" (")[0], "protocol_group": "g",  # noqa: E731
+                                 "protocol": "p", "rank_metric": "idr", "budget": b, "measured_linf": b, "psnr": 40.0,
+                                 "seconds_per_image": 1.0, "identities": ["a"], "flags": [], "metrics": {"idr": {"worst_case": w}}}
+    page = static_page([entry("advdm (eps=4.0)", 4.0, 0.1), entry("advdm (eps=8.0)", 8.0, 0.3), entry("aspl", 6.0, 0.2)])
+    assert "protection against budget, advdm" in page and "| 4 | 0.1 |" in page and "| 8 | 0.3 |" in page
+    assert "protection against budget, aspl" not in page
+
+
 def _small_cells(reg, root, defenses):
     return expand({"dataset": {"card": "anti-db", "root": str(root)}}, defenses, ["none", "jpeg"], ["dreambooth"],
                   ["n000050"], [0], SMALL, reg)

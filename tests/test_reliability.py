@@ -104,6 +104,27 @@ def test_matrix_goes_on_past_a_failing_cell(tmp_path, glint, capsys, monkeypatch
     assert len(list((home / "results" / "records").glob("*.json"))) == 2
 
 
+def test_matrix_with_an_unavailable_purifier_finishes_the_rest(tmp_path, glint, capsys, monkeypatch):
+    """`-p none,codeformer-sr` offline: CodeFormer's weights are missing, so that cell is recorded
+    as failed with the reason, the `none` cell finishes, the exit code is 2; a rerun recomputes
+    nothing that finished (only the unavailable purifier is tried again)."""
+    monkeypatch.setenv("COLUMNS", "400")
+    root = tmp_path / "one"
+    corpus._identity(glint / "g111420", root / "g111420")
+    argv = ["run", "--dataset", "anti-db", "--data-root", str(root), "-d", "none", "-a", "none", "-p", "none,codeformer-sr",
+            *corpus.SMALL]
+    home = tmp_path / "home"
+    code, text = _run(argv, home, capsys)
+    assert code == 2 and "Traceback" not in text, text
+    assert "codeformer-sr" in text and "CodeFormer weights are not available" in text
+    assert re.findall(r"^\s+generated .+?: computed in", text, re.M)  # the first run did compute (and says so)
+    assert len(list((home / "results" / "records").glob("*.json"))) == 1  # the none-purifier cell
+    (failure,) = (home / "results" / "failed").glob("*.json")
+    assert "CodeFormer weights are not available" in failure.read_text()
+    code, again = _run(argv, home, capsys)
+    assert code == 2 and not re.findall(r"^\s+(?!purified)\w+ .+?: computed in", again, re.M), again
+
+
 def _pngs(home: Path) -> dict[str, bytes]:
     return {str(f.relative_to(home / "artifacts")): f.read_bytes() for f in sorted((home / "artifacts").rglob("*.png"))
             if ".tmp" not in f.parts}
