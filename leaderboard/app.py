@@ -391,7 +391,7 @@ def page_grid(cells, records, home: Path):
         else:
             col.caption(i["notes"][0] if i["notes"] else "no protected image")
         for pname, paths in i["purified"]:
-            p = D.pick(paths, name)
+            p = D.pick(paths, name) if pname != "none" else None  # `none` passes the protected image on
             if p is not None:
                 shown.append((p, f"purified by {pname}"))
         shown += [(p, f"generated: {cap}") for p, cap in i["generated"][:n_gen]]

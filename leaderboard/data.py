@@ -277,7 +277,7 @@ def group_title(cells: pd.DataFrame, group: str) -> str:
     if sub.empty:
         return f"protocol group {group}"
     row = sub.iloc[0]
-    backends = sorted({m.split("[", 1)[1].rstrip("]") for m in str(row["metric_set"]).split(", ") if "[" in m})
+    backends = sorted({m.split("[", 1)[1].rstrip("]").split(",")[0] for m in str(row["metric_set"]).split(", ") if "[" in m})
     n = sub["identity"].nunique()
     return (f"{row['profile']} profile · {row['base_model']} · {row['resolution']} px · {row['dataset']}, "
             f"{n} identit{'y' if n == 1 else 'ies'}" + (f" · metrics by {', '.join(backends)}" if backends else ""))

@@ -163,12 +163,18 @@ def display_ranking(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, 
     return pd.DataFrame(rows).fillna(""), reasons
 
 
+IDENTITY_FIRST = ("idr", "ism", "aism", "ims")
+
+
 def default_metric(records: list[dict[str, Any]], cells: pd.DataFrame, metrics: pd.DataFrame, group: str) -> str | None:
-    """The ranking metric: the first of the group's declared metrics with a direction whose
-    protection is defined for every identity of every defended cell (identification and FDFR
-    usually are; ISM is not when a strong defense leaves no face)."""
+    """The ranking metric: the first of the group's directed metrics, identity metrics first,
+    whose protection is defined for every identity of every defended cell (identification and
+    FDFR usually are; ISM is not when a strong defense leaves no face)."""
     t = D.main_table(cells, metrics, group)
     candidates = [m for m in t.metric_cols if t.directions.get(m)]
+    # identity metrics first: the benchmark's question is whether the person is learned (FDFR
+    # ties at 0 whenever the base draws faces at all, as the tiny face world does)
+    candidates.sort(key=lambda m: m.split("[")[0] not in IDENTITY_FIRST)
     for mid in candidates:
         frame = protection_frame(records, cells, group, mid)
         if not frame.empty and frame["value"].notna().all() and frame["baseline"].notna().all():

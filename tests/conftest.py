@@ -58,3 +58,32 @@ def run_cli(*args: str, home: Path | None = None, timeout: int = 600, env: dict 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# A small REAL matrix (runner records, not hand-made rows) shared by the ranking tests and the
+# browser test: none, noise and two defenses, two purifiers, two identities, tiny settings.
+MATRIX_IDS = ("g111420", "g115983")
+MATRIX_DEFENSES = {"advdm": ["defense.steps=3"], "aspl": ["defense.outer_steps=1", "defense.pgd_steps=2", "defense.surrogate_steps=1"],
+                   "noise": ["defense.eps=8"]}
+MATRIX_SMALL = ["attack.steps=4", "attack.batch_size=2", "generation.images_per_prompt=2", "generation.steps=3",
+                "generation.prompts=[a photo of sks person]", "metrics=fdfr[dlib],idr[dlib],fid[dlib-face,pooling=pooled]"]
+
+
+@pytest.fixture(scope="session")
+def small_matrix(glint, shared_zoo, tmp_path_factory):
+    """(home, records) of the matrix above, with each cell's no-defense and noise companions."""
+    import shutil
+
+    from bench.protocol import CellConfig
+    from bench.registry import Registry
+    from bench.runner import Runner
+
+    root = tmp_path_factory.mktemp("matrix-ids")
+    for i in MATRIX_IDS:
+        shutil.copytree(glint / i, root / i)
+    home = tmp_path_factory.mktemp("matrix-home")
+    cfgs = [CellConfig.build({"defense": {"name": d}, "purifier": p, "attack": {"name": "dreambooth"},
+                              "dataset": {"card": "anti-db", "root": str(root), "identity": i}}, [*sets, *MATRIX_SMALL])
+            for d, sets in MATRIX_DEFENSES.items() for p in ("none", "jpeg") for i in MATRIX_IDS]
+    records = Runner(home=home, registry=Registry(), quiet=True, compare=True, log=lambda m: None).run_many(cfgs)
+    return home, records

@@ -5,6 +5,7 @@ Screenshots go to the test's tmp folder and to <repo>/test-output/leaderboard/."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from leaderboard_seed import PAPER, TINY, seed_home
+from conftest import MATRIX_IDS
+from leaderboard_seed import TINY, seed_home
 from test_leaderboard import PAPER_TITLE, TINY_TITLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,13 +36,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`bench leaderboard` on a seeded home; always stopped (its own process group)."""
-    home = tmp_path / "home"
-    recs = seed_home(home)
+@contextlib.contextmanager
+def _serve(home: Path, tmp: Path):
+    """`bench leaderboard` on `home` at a free port; always stopped (its own process group)."""
     port = _free_port()
-    log = open(tmp_path / "server.log", "w")
+    log = open(tmp / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "leaderboard", "--port", str(port), "--home", str(home)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -54,9 +54,9 @@ def server(tmp_path):
                 pass
             if proc.poll() is not None or time.time() > deadline:
                 log.flush()
-                raise AssertionError("leaderboard did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                raise AssertionError("leaderboard did not start:\n" + (tmp / "server.log").read_text()[-3000:])
             time.sleep(0.2)
-        yield url, recs, tmp_path
+        yield url
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -66,6 +66,28 @@ def server(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The seeded home (hand-made records of two protocol groups) served."""
+    home = tmp_path / "home"
+    recs = seed_home(home)
+    with _serve(home, tmp_path) as url:
+        yield url, recs, tmp_path
+
+
+@contextlib.contextmanager
+def _browser():
+    assert Path(CHROMIUM).is_file(), "Debian chromium missing: run scripts/setup_browser.sh"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page.set_default_timeout(30000)
+            yield page
+        finally:
+            browser.close()
 
 
 def _shot(page, tmp: Path, name: str) -> None:
@@ -144,3 +166,41 @@ def test_leaderboard_in_chromium(server):
             _shot(page, tmp, "drilldown")
         finally:
             browser.close()
+
+
+def test_real_matrix_ranked_by_worst_case_with_cis_and_the_grid(small_matrix, tmp_path):
+    """Over the runner records of a real small matrix (none, noise, advdm, aspl x none, jpeg x two
+    identities; conftest.small_matrix) the page shows one row per defense in the order of the
+    worst case, each with its CI, and the image grid of one identity across every defense."""
+    import re
+
+    from leaderboard import data as D
+    from leaderboard.ranking import default_metric, worst_case_table
+
+    home, _ = small_matrix
+    records, _ = D.load_records(home)
+    cells, metrics = D.cells_frame(records), D.metrics_frame(records)
+    (group,) = cells["protocol_group"].unique()
+    expected = worst_case_table(records, cells, group, default_metric(records, cells, metrics, group))
+    first_id = sorted(MATRIX_IDS)[0]
+    columns = D.grid_columns(cells, group, first_id, 0, "none", "dreambooth")
+    with _serve(home, tmp_path) as url, _browser() as page:
+        page.goto(f"{url}/?page=main")
+        ranking = page.locator("[data-testid=stTable]").first
+        expect(ranking).to_contain_text("worst case [95% CI]", timeout=90000)  # the first load computes the bootstrap CIs
+        header = [t.strip() for t in ranking.locator("thead th").all_inner_texts()]
+        rows = [[c.strip() for c in tr.locator("td,th").all_inner_texts()] for tr in ranking.locator("tbody tr").all()]
+        header = header[len(header) - len(rows[0]):]  # an index header cell, if any
+        assert [r[header.index("defense")] for r in rows] == list(expected["defense"])  # ranked by the worst case
+        worst = [r[header.index("worst case [95% CI]")] for r in rows]
+        assert all(re.fullmatch(r"\S+ \[\S+, \S+\]", w) for w in worst[:-1]), worst  # every defense with its CI
+        assert rows[-1][header.index("defense")] == "none (reference)"
+        _shot(page, tmp_path, "matrix-main")
+
+        page.goto(f"{url}/?page=grid")
+        expect(page.get_by_text("Image grid: one identity, one seed, every defense")).to_be_visible(timeout=60000)
+        expect(page.locator("[data-testid=stImage] img")).to_have_count(5 * len(columns), timeout=60000)  # clean, protected, |Δ|, 2 generated
+        assert page.evaluate("Array.from(document.querySelectorAll('[data-testid=stImage] img')).every(i => i.complete && i.naturalWidth > 0)")
+        for label in columns["defense_label"]:
+            expect(page.get_by_text(label, exact=True).first).to_be_visible()
+        _shot(page, tmp_path, "matrix-grid")
