@@ -255,4 +255,5 @@ def make_subject(raw: RawSubject, resolution: int) -> Subject:
         surrogate=prep["surrogate"],
         reference=prep["reference"],
         train_names=raw.names["train"],
+        train_original=list(raw.roles["train"]),
     )

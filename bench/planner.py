@@ -84,7 +84,7 @@ def _clean_stage(proto: dict[str, Any], card: dict[str, Any], raw: data.RawSubje
     ds = proto["dataset"]
     return StageSpec("clean", {
         "resolution": proto["resolution"], "card": card["name"], "card_ref": ds["card"], "root": ds.get("root"), "identity": raw.identity,
-        "fingerprint": raw.fingerprint, "v": 1,
+        "fingerprint": raw.fingerprint, "v": 2,  # v2: the train images also at their own resolution
     }, label=f"{raw.identity}", plugin="data")
 
 

@@ -86,6 +86,7 @@ class Subject:
     surrogate: list[Image]
     reference: list[Image]
     train_names: list[str] = field(default_factory=list)
+    train_original: list[Image] = field(default_factory=list)  # the train images before crop and resize
 
 
 @dataclass

@@ -120,6 +120,7 @@ def subject_from(art: Artifact) -> Subject:
         surrogate=load_pngs(art.path / "surrogate"),
         reference=load_pngs(art.path / "reference"),
         train_names=[p.stem for p in sorted((art.path / "train").glob("*.png"))],
+        train_original=load_pngs(art.path / "train_original"),
     )
 
 
@@ -200,6 +201,7 @@ def _build_clean(env, inputs, store, log):
         subject = data.make_subject(raw, inputs["resolution"])
         for role in ("train", "surrogate", "reference"):
             save_pngs(getattr(subject, role), tmp / role, raw.names[role])
+        save_pngs(raw.roles["train"], tmp / "train_original", raw.names["train"])  # before any resizing: `files` measures here
         return {"identity": raw.identity, "card": card["name"], "counts": {r: len(v) for r, v in raw.roles.items()},
                 **({"warnings": warnings} if warnings else {})}
 
