@@ -31,6 +31,8 @@ class Plugin:
     version: ClassVar[str] = "1"  # bump whenever the plugin's output changes
     params: ClassVar[list[Param]] = []
     needs: ClassVar[Needs] = Needs()
+    # False for a plugin that cannot run without the user's input (`files`): `all` leaves it out
+    in_all: ClassVar[bool] = True
     # Where the method comes from, for the leaderboard: {"paper": URL or citation, "code": URL}
     links: ClassVar[dict[str, str]] = {}
     # Something to train ahead of runs (RID's generator): a classmethod

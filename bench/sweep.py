@@ -28,9 +28,14 @@ from .protocol import CellConfig
 from .registry import Registry
 
 
+def matrix_names(registry: Registry, kind: str) -> list[str]:
+    """What `all` means: every plugin of the kind that runs without the user's input."""
+    return [n for n in registry.names(kind) if registry.get(kind, n).in_all]
+
+
 def _names(value: Any, kind: str, registry: Registry) -> list[Any]:
     if value in (None, "all", ["all"]):
-        return registry.names(kind)
+        return matrix_names(registry, kind)
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return list(value)

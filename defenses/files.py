@@ -63,16 +63,17 @@ def match_files(clean_names: list[str], files: list[Path]) -> dict[str, Path]:
 
 class Files(ImageDefense):
     name = "files"
+    in_all = False  # needs a folder from the user: not part of `-d all`
     aliases = ("external",)
     summary = "Imports images protected elsewhere (matched by name); budget measured at their own resolution."
     version = "1"
     params = [
-        Param("dir", str, "", help="folder of protected images: flat, or one subfolder per identity"),
+        Param("dir", str, "", source="the user's input: where the protected set lies", help="folder of protected images: flat, or one subfolder per identity"),
         Param("eps", float, 0.0, ge=0, le=255, unit="px/255",
               source="declared by the user (what the images were made with); checked against the measured L-inf",
               help="declared L-inf budget; required (the run prints the measured one when it is missing)"),
-        Param("source", str, "", help="where the images come from (paper, tool, release): recorded"),
-        Param("content_sha256", str, "", help="set by the harness when the cell is planned: SHA-256 over the files, so "
+        Param("source", str, "", source="the user's input: provenance, recorded as given", help="where the images come from (paper, tool, release): recorded"),
+        Param("content_sha256", str, "", source="computed by the plugin from the files", help="set by the harness when the cell is planned: SHA-256 over the files, so "
               "their content is part of the cell key; a mismatch later means they changed"),
     ]
 

@@ -125,7 +125,8 @@ RANKING = ("One row per defense, **ranked by its worst case** over the group's p
 
 
 def ranking_section(records: list[dict], cells: pd.DataFrame, metrics: pd.DataFrame, group: str) -> None:
-    group_records = [r for r in records if r.get("protocol_group") == group and r["cell_key"] in set(cells["cell_key"])]
+    shown = set(cells["cell_key"])
+    group_records = [r for r in records if r.get("protocol_group") == group and r["cell_key"] in shown]
     if not any("compare" in r for r in group_records):
         st.info("No per-defense ranking for this group: its cells were run without their no-defense baseline "
                 "and noise control (`bench run --compare`, the default), so no protection can be paired.")

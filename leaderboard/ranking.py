@@ -197,6 +197,7 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
     compared = {r["cell_key"] for r in records if "compare" in r}  # defended cells; companions alone are not entries
     rep = R.compare(R.load()[1], sub, metrics)
     rep = rep[rep["group"] == group] if not rep.empty else rep
+    pooled = {mid: P.pooled_fid_table(records, cells, group, mid) for mid in P.pooled_metric_ids(records)}
     for d, dcells in sub[sub["cell_key"].isin(compared)].groupby("defense_label", sort=True):
         first = next(r for r in records if r["cell_key"] == dcells["cell_key"].iloc[0])
         entry: dict[str, Any] = {
@@ -225,9 +226,9 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
                                      "worst_case_vs_noise": _plain(stats["vs_noise"].min()) if complete else None}
             if stats["baseline_failed"].any() and "baseline failed" not in entry["flags"]:
                 entry["flags"].append("baseline failed")
-            seen = ",".join(dcells["encoders_seen"])
-            if D.white_box(mid, seen):
-                entry["flags"].append(f"metric encoder seen by the defense: {mid} ({D.white_box(mid, seen)})")
+            encoder = D.white_box(mid, ",".join(dcells["encoders_seen"]))
+            if encoder:
+                entry["flags"].append(f"metric encoder seen by the defense: {mid} ({encoder})")
             bad = metrics[metrics["cell_key"].isin(dcells["cell_key"]) & (metrics["metric_id"] == mid) & (metrics["status"] == "unavailable")]
             if len(bad):
                 entry["flags"].append(f"unavailable cells: {mid} in {len(bad)} of {len(dcells)} ({bad['reason'].iloc[0]})")
@@ -236,8 +237,7 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
             {"source": r["source"], "where": r["ref"], "paper_row": r["row"], "metric": r["metric"], "reported": str(r["raw"]),
              "ours_metric": r["ours_metric"], "ours": _plain(r["ours"]), "gap": _plain(r["gap"]), "comparison": r["comparison"]}
             for _, r in mine.iterrows()]
-        for mid in P.pooled_metric_ids(records):
-            pt = P.pooled_fid_table(records, cells, group, mid)
+        for mid, pt in pooled.items():
             pt = pt[pt["defense"] == d] if not pt.empty else pt
             entry.setdefault("pooled", {})[mid] = {"protocol": P.LABEL, "by_combination": {
                 r["combo"]: {k: _plain(r[k]) for k in ("fid", "vs_none", "identities", "n_generated", "n_reference", "status")}

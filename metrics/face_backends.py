@@ -18,6 +18,12 @@ its files are on disk and otherwise reports "unavailable" with the path to fill.
   retinaface.<ext> + arcface_weights.<ext> / vgg_face_weights.<ext>, <ext> set by
   deepface's engine (tensorflow .h5, pytorch .pth, onnx .onnx).
 
+- "yunet" (FDFR only: a detector, no embedder): OpenCV's `cv2.FaceDetectorYN` with the
+  YuNet ONNX model (MIT; opencv/opencv_zoo models/face_detection_yunet), a second detector
+  independent of MTCNN and RetinaFace. File: face_detection_yunet*.onnx in `weights_dir`,
+  $BENCH_YUNET_DIR or ~/.cache/bench/yunet (tests: ../shared/models/yunet). Thresholds as the
+  zoo's demo.py: score 0.9, NMS 0.3, top-k 5000.
+
 `family` names the encoder so that a zero-shot attack that conditions on ArcFace
 embeddings (IP-Adapter FaceID, InstantID, PhotoMaker-style) can be scored by an
 encoder it did not optimise against: `independent_backends("arcface")`.
@@ -39,6 +45,7 @@ from . import face_offline
 from .face_offline import FaceResult
 
 BACKENDS = ("dlib", "insightface-antelopev2", "insightface-buffalo_l", "deepface-arcface", "deepface-vggface")
+DETECTORS = ("yunet",)  # detection only: FDFR backends, never ISM
 FAMILY = {
     "dlib": "dlib-resnet",
     "insightface-antelopev2": "arcface",
@@ -58,12 +65,14 @@ def independent_backends(attack_family: str = "arcface") -> list[str]:
 
 def get_backend(name: str, weights_dir: str = "") -> Any:
     """One instance per (backend, weights_dir) per process, so models load once."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown face backend {name!r}; choose one of {list(BACKENDS)}")
+    if name not in BACKENDS + DETECTORS:
+        raise ValueError(f"unknown face backend {name!r}; choose one of {list(BACKENDS + DETECTORS)}")
     key = (name, weights_dir)
     with _LOCK:
         if key not in _INSTANCES:
-            if name == "dlib":
+            if name == "yunet":
+                _INSTANCES[key] = _YuNet(weights_dir)
+            elif name == "dlib":
                 _INSTANCES[key] = _Dlib()
             elif name.startswith("insightface-"):
                 _INSTANCES[key] = _InsightFace(name.split("-", 1)[1], weights_dir)
@@ -119,6 +128,52 @@ def _unit(v: Any) -> np.ndarray:
     e = np.asarray(v, dtype=np.float64).reshape(-1)
     n = float(np.linalg.norm(e))
     return e / n if n > 0 else e
+
+
+# ------------------------------------------------------------------ YuNet (detector only)
+YUNET_SCORE, YUNET_NMS, YUNET_TOP_K = 0.9, 0.3, 5000  # opencv_zoo face_detection_yunet demo.py defaults
+
+
+class _YuNet(_Memo):
+    name = "yunet"
+
+    def __init__(self, weights_dir: str) -> None:
+        super().__init__()
+        self.root = Path(weights_dir or os.environ.get("BENCH_YUNET_DIR") or "~/.cache/bench/yunet").expanduser()
+        self._net: Any = None
+
+    def model_file(self) -> Path | None:
+        found = sorted(self.root.glob("face_detection_yunet*.onnx")) if self.root.is_dir() else []
+        return found[-1] if found else None
+
+    def available(self) -> tuple[bool, str]:
+        import cv2
+
+        if not hasattr(cv2, "FaceDetectorYN"):
+            return False, f"this OpenCV ({cv2.__version__}) has no FaceDetectorYN"
+        if self.model_file() is None:
+            return False, (f"YuNet model not present (no face_detection_yunet*.onnx in {self.root}); get it from "
+                           "opencv/opencv_zoo models/face_detection_yunet and pass metric param weights_dir")
+        return True, ""
+
+    def _one(self, arr: np.ndarray) -> FaceResult | None:
+        import cv2
+
+        with _LOCK:
+            if self._net is None:
+                self._net = cv2.FaceDetectorYN.create(str(self.model_file()), "", (arr.shape[1], arr.shape[0]),
+                                                      YUNET_SCORE, YUNET_NMS, YUNET_TOP_K)
+            self._net.setInputSize((arr.shape[1], arr.shape[0]))
+            _, faces = self._net.detect(np.ascontiguousarray(arr[..., ::-1]))  # OpenCV wants BGR
+        if faces is None or len(faces) == 0:
+            return None
+        best = max(faces, key=lambda f: f[2] * f[3])
+        x, y, w, h = (float(v) for v in best[:4])
+        return FaceResult(box=np.array([x, y, x + w, y + h]), prob=float(best[14]),
+                          landmarks=np.asarray(best[4:14], np.float64).reshape(5, 2), embedding=np.zeros(0), n_faces=len(faces))
+
+    def detect_and_embed(self, images: list[np.ndarray]) -> list[FaceResult | None]:
+        return self.run(images, self._one)
 
 
 # ------------------------------------------------------------------ insightface

@@ -150,11 +150,18 @@ class _FaceMetric(Metric):
         return MetricResult(value=value, per_image=per, extra=extra)
 
 
+FDFR_BACKEND_PARAM = Param(
+    name="backend", type=str, default="dlib", choices=face_backends.BACKENDS + face_backends.DETECTORS,
+    source=BACKEND_PARAM.source + "; yunet = OpenCV FaceDetectorYN (opencv/opencv_zoo face_detection_yunet), a second "
+    "offline detector", help=BACKEND_PARAM.help + "; yunet (OpenCV YuNet, detection only)",
+)
+
+
 class FDFR(_FaceMetric):
     name = "fdfr"
     summary = "face detection failure rate: fraction of generated images with no detected face"
     higher_is_better = False  # for the attacker; a defense wants it high
-    params = [BACKEND_PARAM, WEIGHTS_DIR_PARAM]
+    params = [FDFR_BACKEND_PARAM, WEIGHTS_DIR_PARAM]
 
     def compute(self, images: list[Image], references: list[Image], ctx: Any) -> MetricResult:
         ok, reason = self.available()

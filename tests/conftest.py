@@ -20,6 +20,8 @@ def pytest_sessionstart(session):
         raise pytest.UsageError(f"shared test data missing: {FACES} (CI needs ../shared/data/faces beside the clone)")
     if len([d for d in GLINT.glob("g*") if (d / "set_B").is_dir()]) < 16:
         raise pytest.UsageError(f"shared test data missing: {GLINT} (16 identities expected)")
+    if not list((FACES.parents[1] / "models" / "yunet").glob("face_detection_yunet*.onnx")):
+        raise pytest.UsageError(f"shared test model missing: {FACES.parents[1] / 'models' / 'yunet'} (YuNet ONNX)")
 
 
 @pytest.fixture(scope="session")

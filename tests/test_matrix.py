@@ -15,7 +15,7 @@ from bench.kit import check_plugin, scaffold
 from bench.registry import Registry
 from bench.runner import Runner
 from bench.submissions import ingest, submit
-from bench.sweep import expand
+from bench.sweep import expand, matrix_names
 from conftest import run_cli
 
 SMALL = ["attack.steps=1", "attack.num_class_images=1", "generation.images_per_prompt=1", "generation.steps=2",
@@ -92,7 +92,8 @@ def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
     reg = Registry()
     cell = {"dataset": {"card": "anti-db", "root": str(two_identities)}}
     cfgs = expand(cell, "all", "all", "all", ["n000050", "rid_103"], [0], [], reg)
-    n_def, n_pur, n_att = len(reg.names("defense")), len(reg.names("purifier")), len(reg.names("attack"))
+    n_def, n_pur, n_att = (len(matrix_names(reg, k)) for k in ("defense", "purifier", "attack"))
+    assert "files" in reg.names("defense") and "files" not in matrix_names(reg, "defense")  # needs the user's folder
     assert len(cfgs) == n_def * n_pur * n_att * 2
     runner = Runner(home=tmp_path, registry=reg, quiet=True)
     plan = runner.plan(cfgs)
@@ -102,7 +103,7 @@ def test_full_matrix_dry_run_shares_stages(two_identities, tmp_path):
     assert kinds["purified"] == n_pur * n_def * 2  # each purification once per protected set
     # model-level defenses (APDM) add a non-target control identity per attack: on each protected
     # model, and once on the base model (shared by every model-level defense)
-    n_model = sum(1 for d in reg.names("defense") if reg.get("defense", d).level == "model")
+    n_model = sum(1 for d in matrix_names(reg, "defense") if reg.get("defense", d).level == "model")
     assert n_model >= 1
     # the identification metric adds the `none` attack's control samples, one per identity, model and
     # recipe (a purifier may set negative tokens), shared by every defense, purifier and attack on them

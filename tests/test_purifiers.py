@@ -16,6 +16,7 @@ from defenses.advdm import AdvDM
 from metrics import face_offline
 from purifiers import gridpure as gp
 from purifiers import sdedit
+from purifiers.adverse_cleaner import AdverseCleaner, guided_filter
 from purifiers.codeformer_sr import CodeFormerSR
 from purifiers.diffpure import DiffPure
 from purifiers.gaussian import Gaussian
@@ -67,7 +68,8 @@ def embeddings(images):
     # DiffShortcut's SR step at its own ratio: 128 px -> 32 px -> Real-ESRGAN x4plus -> 128 px; the
     # re-synthesised detail is far from the clean pixels (raw L2 ~21 vs ~12) but not from the clean face.
     (CodeFormerSR({"restore": "none", "sr": "realesrgan", "sr_input": 32}, "tiny"), 0.85, False),
-], ids=["jpeg", "gaussian", "tvm", "realesrgan"])
+    (AdverseCleaner({}, "tiny"), 0.8, True),  # edge-preserving filters only
+], ids=["jpeg", "gaussian", "tvm", "realesrgan", "adverse-cleaner"])
 def test_purifier_strips_advdm_and_keeps_identity(protected, purifier, kept, raw_l2):
     ctx, clean, prot, other = protected
     out = purifier.purify(prot, ctx)
@@ -84,6 +86,18 @@ def test_purifier_strips_advdm_and_keeps_identity(protected, purifier, kept, raw
     e_clean, e_out, e_other = embeddings(clean), embeddings(out), embeddings(other)
     own = np.sum(e_out * e_clean, axis=1)
     assert own.mean() > 0.9 and own.min() > (e_clean @ e_other.T).max() + 0.05, (own, (e_clean @ e_other.T).max())
+
+
+def test_guided_filter_smooths_noise_and_keeps_the_edge_of_its_guide():
+    """He et al.'s colour guided filter with the image as its own guide: noise in the flat
+    parts is averaged away, the step edge between them survives."""
+    rng = np.random.default_rng(0)
+    img = np.where(np.arange(32)[None, :, None] < 16, 50.0, 200.0) * np.ones((32, 32, 3)) + rng.normal(0, 3, (32, 32, 3))
+    out = guided_filter(img, img, 4, 16.0)
+    left, right = out[:, :12], out[:, 20:]
+    assert left.std() < img[:, :12].std() / 2 and right.std() < img[:, 20:].std() / 2
+    assert right.mean() - left.mean() > 145  # the edge is kept (a box blur of radius 4 would not touch these columns' means
+    assert abs(out[:, 15].mean() - 50) < 10 and abs(out[:, 16].mean() - 200) < 10  # ... but would smear the edge itself)
 
 
 # ------------------------------------------------------------------ GrIDPure
