@@ -42,6 +42,17 @@ def held_out_loss(parts, images, n=8):
         return float(torch.stack([sd.denoising_loss(parts, x, cond, g, timesteps=t.repeat(len(images))) for t in ts]).mean())
 
 
+def dpo_margin(defense, subject, base, protected, ctx) -> dict[str, float]:
+    """Before any attack: the held-out-style loss change (protected - base) on the subject's
+    training images and on the paired images APDM used; DPO pushes the first above the second."""
+    from bench.models import load_sd
+
+    b, p = load_sd(base), load_sd(protected)
+    paired = defense.paired_images(base, ctx, len(subject.train))
+    return {"subject": held_out_loss(p, subject.train) - held_out_loss(b, subject.train),
+            "paired": held_out_loss(p, paired) - held_out_loss(b, paired)}
+
+
 def relative_after_dreambooth(subjects: dict, base, protected, ctx, home: Path) -> dict[str, float]:
     """{who: protected / base - 1 of the held-out loss after DreamBooth} for each subject,
     DreamBooth seeded by ctx.seed on both models (paired)."""
@@ -83,7 +94,10 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         ctx = Context(profile="tiny", seed=seed, resolution=64, store=store, home=home, quiet=True, log=lambda m: None)
         protected = ModelRef(path=home / f"protected-{seed}", source="defense:apdm-seeds", revision=str(seed))
-        APDM({}, "tiny").protect_model(subjects["target"], base, ctx, protected.path)
+        defense = APDM({}, "tiny")
+        defense.protect_model(subjects["target"], base, ctx, protected.path)
+        d = dpo_margin(defense, subjects["target"], base, protected, ctx)
+        print(f"seed {seed}: before DreamBooth, loss change vs base: subject {d['subject']:+.4f}, paired {d['paired']:+.4f}", flush=True)
         rel = relative_after_dreambooth(subjects, base, protected, ctx, home)
         for who in rows:
             rows[who].append(rel[who])

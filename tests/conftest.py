@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+# The README's test command runs the suite in two pytest-xdist workers (`-n 2`), one per core:
+# each gets ONE torch/OpenMP thread, set before torch is imported (two threads per worker on
+# two cores oversubscribe: measured 5x slower). Subprocesses inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = os.environ["BENCH_THREADS"] = "1"
+
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("BENCH_TEST_FACES", REPO.parent / "shared" / "data" / "faces"))
 GLINT = FACES.parent / "faces_glint"  # 16 more real identities, 112 px, Anti-DreamBooth layout

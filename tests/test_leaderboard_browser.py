@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import MATRIX_IDS
 from leaderboard_seed import TINY, seed_home
 from test_leaderboard import PAPER_TITLE, TINY_TITLE
 
@@ -167,40 +166,3 @@ def test_leaderboard_in_chromium(server):
         finally:
             browser.close()
 
-
-def test_real_matrix_ranked_by_worst_case_with_cis_and_the_grid(small_matrix, tmp_path):
-    """Over the runner records of a real small matrix (none, noise, advdm, aspl x none, jpeg x two
-    identities; conftest.small_matrix) the page shows one row per defense in the order of the
-    worst case, each with its CI, and the image grid of one identity across every defense."""
-    import re
-
-    from leaderboard import data as D
-    from leaderboard.ranking import default_metric, worst_case_table
-
-    home, _ = small_matrix
-    records, _ = D.load_records(home)
-    cells, metrics = D.cells_frame(records), D.metrics_frame(records)
-    (group,) = cells["protocol_group"].unique()
-    expected = worst_case_table(records, cells, group, default_metric(records, cells, metrics, group))
-    first_id = sorted(MATRIX_IDS)[0]
-    columns = D.grid_columns(cells, group, first_id, 0, "none", "dreambooth")
-    with _serve(home, tmp_path) as url, _browser() as page:
-        page.goto(f"{url}/?page=main")
-        ranking = page.locator("[data-testid=stTable]").first
-        expect(ranking).to_contain_text("worst case [95% CI]", timeout=90000)  # the first load computes the bootstrap CIs
-        header = [t.strip() for t in ranking.locator("thead th").all_inner_texts()]
-        rows = [[c.strip() for c in tr.locator("td,th").all_inner_texts()] for tr in ranking.locator("tbody tr").all()]
-        header = header[len(header) - len(rows[0]):]  # an index header cell, if any
-        assert [r[header.index("defense")] for r in rows] == list(expected["defense"])  # ranked by the worst case
-        worst = [r[header.index("worst case [95% CI]")] for r in rows]
-        assert all(re.fullmatch(r"\S+ \[\S+, \S+\]", w) for w in worst[:-1]), worst  # every defense with its CI
-        assert rows[-1][header.index("defense")] == "none (reference)"
-        _shot(page, tmp_path, "matrix-main")
-
-        page.goto(f"{url}/?page=grid")
-        expect(page.get_by_text("Image grid: one identity, one seed, every defense")).to_be_visible(timeout=60000)
-        expect(page.locator("[data-testid=stImage] img")).to_have_count(5 * len(columns), timeout=60000)  # clean, protected, |Δ|, 2 generated
-        assert page.evaluate("Array.from(document.querySelectorAll('[data-testid=stImage] img')).every(i => i.complete && i.naturalWidth > 0)")
-        for label in columns["defense_label"]:
-            expect(page.get_by_text(label, exact=True).first).to_be_visible()
-        _shot(page, tmp_path, "matrix-grid")

@@ -1,16 +1,20 @@
 """The per-defense leaderboard over a REAL small matrix (runner records, not hand-made rows):
 none, noise and two defenses, two purifiers, two identities. One row per defense ranked by its
 worst case over purifier x attack, with CIs and p; one JSON entry per defense; a static page
-built from those files alone."""
+built from those files alone; the Streamlit page on it, in AppTest and in real Chromium (here,
+not in test_leaderboard_browser.py, so that one pytest-xdist worker builds the matrix once)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 from conftest import MATRIX_IDS
+from playwright.sync_api import expect
+from test_leaderboard_browser import _browser, _serve, _shot
 
 from leaderboard import data as D
 from leaderboard import pooled as P
@@ -129,3 +133,38 @@ def test_page_ranks_defenses_and_shows_one_identity_across_defenses(matrix, monk
     assert len(generated) == 2 * len(heads) and len(set(generated)) == 2  # same prompts and seeds in every column
     diffs = [int(c.split("max ")[1].split("/")[0]) for c in captions if c.startswith("|Δ|")]
     assert len(diffs) == len(heads) and diffs[0] == 0 and 0 < max(diffs) <= 16  # none changes nothing; within the budget
+
+
+def test_real_matrix_ranked_by_worst_case_with_cis_and_the_grid(small_matrix, tmp_path):
+    """Over the runner records of a real small matrix (none, noise, advdm, aspl x none, jpeg x two
+    identities; conftest.small_matrix) the page shows one row per defense in the order of the
+    worst case, each with its CI, and the image grid of one identity across every defense."""
+    from leaderboard.ranking import default_metric
+
+    home, _ = small_matrix
+    records, _ = D.load_records(home)
+    cells, metrics = D.cells_frame(records), D.metrics_frame(records)
+    (group,) = cells["protocol_group"].unique()
+    expected = worst_case_table(records, cells, group, default_metric(records, cells, metrics, group))
+    first_id = sorted(MATRIX_IDS)[0]
+    columns = D.grid_columns(cells, group, first_id, 0, "none", "dreambooth")
+    with _serve(home, tmp_path) as url, _browser() as page:
+        page.goto(f"{url}/?page=main")
+        ranking = page.locator("[data-testid=stTable]").first
+        expect(ranking).to_contain_text("worst case [95% CI]", timeout=90000)  # the first load computes the bootstrap CIs
+        header = [t.strip() for t in ranking.locator("thead th").all_inner_texts()]
+        rows = [[c.strip() for c in tr.locator("td,th").all_inner_texts()] for tr in ranking.locator("tbody tr").all()]
+        header = header[len(header) - len(rows[0]):]  # an index header cell, if any
+        assert [r[header.index("defense")] for r in rows] == list(expected["defense"])  # ranked by the worst case
+        worst = [r[header.index("worst case [95% CI]")] for r in rows]
+        assert all(re.fullmatch(r"\S+ \[\S+, \S+\]", w) for w in worst[:-1]), worst  # every defense with its CI
+        assert rows[-1][header.index("defense")] == "none (reference)"
+        _shot(page, tmp_path, "matrix-main")
+
+        page.goto(f"{url}/?page=grid")
+        expect(page.get_by_text("Image grid: one identity, one seed, every defense")).to_be_visible(timeout=60000)
+        expect(page.locator("[data-testid=stImage] img")).to_have_count(5 * len(columns), timeout=60000)  # clean, protected, |Δ|, 2 generated
+        assert page.evaluate("Array.from(document.querySelectorAll('[data-testid=stImage] img')).every(i => i.complete && i.naturalWidth > 0)")
+        for label in columns["defense_label"]:
+            expect(page.get_by_text(label, exact=True).first).to_be_visible()
+        _shot(page, tmp_path, "matrix-grid")
