@@ -369,7 +369,7 @@ def show(
                       highlight=False)
             for stage in ("defense", "personalize"):
                 for f, h in sorted(((rec or {}).get("stages", {}).get(stage, {}).get("base_weights") or {}).items()):
-                    out.print(f"  {stage}: {f} sha256 {h}", highlight=False)
+                    out.print(f"  {stage}: {f} sha256 {h}", highlight=False, soft_wrap=True)  # a hash is never split
         return
     if csv:
         df.to_csv(csv, index=False)
