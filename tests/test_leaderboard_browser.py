@@ -104,7 +104,6 @@ def _table_text(page, index: int) -> str:
 def test_leaderboard_in_chromium(server):
     url, recs, tmp = server
     with _browser() as page:
-
         # (1) main page: per group a readable title, the per-defense ranking (worst case over purifier x
         # attack, with its CI) and the table of all cells; groups never ranked together
         page.goto(f"{url}/?page=main")
