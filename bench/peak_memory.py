@@ -27,11 +27,14 @@ class PeakMemory:
         self._stop = threading.Event()
         self._cuda = False
 
+    def _sample(self) -> None:
+        now = _rss()
+        if now is not None and (self.peak is None or now > self.peak):
+            self.peak = now
+
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
-            now = _rss()
-            if now is not None and (self.peak is None or now > self.peak):
-                self.peak = now
+            self._sample()
 
     def __enter__(self) -> "PeakMemory":
         self.start = self.peak = _rss()
@@ -50,9 +53,7 @@ class PeakMemory:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
-        now = _rss()
-        if now is not None and (self.peak is None or now > self.peak):
-            self.peak = now
+        self._sample()
 
     def record(self) -> dict[str, float]:
         mib = lambda b: round(b / 2**20, 1)  # noqa: E731

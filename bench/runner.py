@@ -202,8 +202,8 @@ class Runner:
         """Each method's paper and code (its plugin's `links`), so the page can cite them without importing plugins."""
         named = [("defense", proto["defense"]["name"]), ("attack", proto["attack"]["name"]),
                  *(("purifier", p["name"]) for p in proto.get("purifier") or [])]
-        return {f"{kind}:{name}": dict(self.registry.get(kind, name).links) for kind, name in named
-                if self.registry.get(kind, name).links}
+        links = {f"{kind}:{name}": dict(self.registry.get(kind, name).links) for kind, name in named}
+        return {k: v for k, v in links.items() if v}
 
     def _metrics(self, branch: Branch) -> dict[str, Any]:
         out = {}

@@ -31,6 +31,11 @@ PERCEPTIBILITY = ("budget", "measured_linf", "psnr", "ssim", "ciede2000", "chang
 COST = ("seconds_per_image", "peak_rss_mib")
 
 
+def _distinct(values, sep: str | None = ",") -> list[str]:
+    """The distinct non-empty items of a column of `sep`-joined strings (sep None: whole values)."""
+    return sorted({x for v in values for x in (str(v).split(sep) if sep else [str(v)])} - {""})
+
+
 def _combo(purifier: str, attack: str) -> str:
     return f"{purifier} · {attack}"
 
@@ -103,8 +108,7 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
         row["worst p"] = worst["p"] if worst is not None else math.nan
         row["worst vs noise"] = float(g["vs_noise"].min()) if complete and g["vs_noise"].notna().all() else math.nan
         row["n"] = int(g["n"].min())
-        seen = ",".join(sorted(set(",".join(f["encoders_seen"]).split(",")) - {""}))
-        enc = D.white_box(metric_id, seen)
+        enc = D.white_box(metric_id, ",".join(_distinct(f["encoders_seen"])))
         row["note"] = "; ".join(filter(None, [
             "" if complete else f"not ranked: {int(g['undefined'].max())} identity(ies) without a value ({UNDEFINED_RULE.split(':')[0]})",
             "baseline failed (no-defense FDFR > 0.5): not a protection" if g["baseline_failed"].any() else "",
@@ -112,7 +116,7 @@ def worst_case_table(records: list[dict[str, Any]], cells: pd.DataFrame, group: 
         for col in (*PERCEPTIBILITY, *COST):
             row[col] = float(pd.to_numeric(f[col], errors="coerce").mean())
         row["measured_linf"] = float(pd.to_numeric(f["measured_linf"], errors="coerce").max())  # the budget check's view
-        row["lpips_unavailable"] = "; ".join(sorted(set(f["lpips_unavailable"]) - {""}))
+        row["lpips_unavailable"] = "; ".join(_distinct(f["lpips_unavailable"], None))
         rows.append(row)
     table = pd.DataFrame(rows)
     ranked = table["worst case"].where(~table["note"].str.contains("baseline failed"))
@@ -209,9 +213,9 @@ def entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
             "psnr": float(dcells["psnr"].mean()), "ssim": float(dcells["ssim"].mean()),
             "ciede2000": _plain(dcells["ciede2000"].mean()), "changed_fraction": _plain(dcells["changed_fraction"].mean()),
             "lpips": _plain(dcells["lpips"].mean()),
-            **({"lpips_unavailable": "; ".join(sorted(set(dcells["lpips_unavailable"]) - {""}))} if dcells["lpips"].isna().any() else {}),
+            **({"lpips_unavailable": "; ".join(_distinct(dcells["lpips_unavailable"], None))} if dcells["lpips"].isna().any() else {}),
             "seconds_per_image": float(dcells["defense_seconds_per_image"].mean()),
-            "encoders_seen": sorted(set(",".join(dcells["encoders_seen"]).split(",")) - {""}),
+            "encoders_seen": _distinct(dcells["encoders_seen"]),
             "peak_rss_mib": _plain(dcells["defense_peak_rss_mib"].max()), "metrics": {}, "flags": [],
             "undefined_rule": UNDEFINED_RULE,
         }
